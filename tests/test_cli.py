@@ -1,0 +1,31 @@
+"""The `deepen generate` command, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "deepen", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_generate_json(pair_dirs):
+    res = run("generate", *pair_dirs, "--prompt", "The cat sat on the", "--max-new-tokens", "8",
+              "--min-anchors", "50", "--eta", "0.5", "--json", "--timings")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert {"text", "token_ids", "seconds", "members", "timings"} <= set(out)
+    assert len(out["token_ids"]) == 8 or out["stop_reason"] == "eos"
+    assert out["members"] == ["bytelevel", "sentencepiece"]
+    assert out["mode"] == "fast" and out["anchors"] > 50
+    assert "[deepen]" in res.stderr  # progress goes to stderr, not into the JSON
+
+
+def test_bad_input_is_one_clear_line(pair_dirs):
+    res = run("generate", *pair_dirs, "--prompt", "x", "--weights", "0.9,0.3", "--min-anchors", "50")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("deepen: error: weights must sum to 1")
+    res = run("generate", "not-a-model!", "--prompt", "x")
+    assert res.returncode == 2 and "unknown model" in res.stderr
+    res = run("generate", *pair_dirs, "--prompt", "x")  # default minimum of 1000 anchors
+    assert res.returncode == 2 and "fewer than the minimum of 1000" in res.stderr

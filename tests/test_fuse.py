@@ -1,0 +1,130 @@
+"""Fusion and the search: the release's arithmetic (paper mode) and its exact restriction (fast mode)."""
+
+import math
+
+import pytest
+import torch
+
+from deepen import DeepenError, FusionConfig
+from deepen.fuse import Fuser, learning_rates, reachable_gap, search
+from deepen.relative import RelativeSpace
+
+
+def test_learning_rates_follow_the_cosine_schedule():
+    lrs = learning_rates(0.2, 5)
+    expected = [0.05 + 0.15 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(5)]
+    assert lrs == pytest.approx(expected)
+    assert sum(lrs) / 0.2 == pytest.approx(4.5, abs=0.01)  # "about 4.5 eta" (method.md §3)
+
+
+def test_search_matches_the_release_loop_on_one_row():
+    torch.manual_seed(0)
+    V, A = 50, 20
+    R = torch.softmax(torch.randn(V, A) * 3, -1)
+    z0 = torch.randn(1, V) * 2
+    target = torch.softmax(torch.randn(1, A), -1)
+    # the release: KLDivLoss() (mean) on a [1, A] batch, AdamW(lr, betas) + CosineAnnealingLR(10, lr/4)
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([z], lr=0.3, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.3 / 4)
+    for _ in range(5):
+        loss = torch.nn.KLDivLoss()(torch.log(torch.softmax(z, -1) @ R), target)
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    assert torch.allclose(search(z0, R, target, 0.3, 5), z.detach(), atol=1e-6)
+
+
+def test_batched_search_equals_row_by_row():
+    torch.manual_seed(1)
+    V, A = 40, 16
+    R = torch.softmax(torch.randn(V, A) * 3, -1)
+    z0 = torch.randn(4, V) * 2
+    target = torch.softmax(torch.randn(4, A), -1)
+    batched = search(z0, R, target, 0.5, 5)
+    for b in range(4):
+        assert torch.allclose(batched[b], search(z0[b : b + 1], R, target[b : b + 1], 0.5, 5)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("eta", [0.05, 0.15, 0.5, 2.0])
+def test_no_token_beyond_the_reachable_gap_ever_wins(eta):
+    """The bound behind fast mode's restriction: adversarial targets, wide logits."""
+    gap = reachable_gap(eta, 5)
+    g = torch.Generator().manual_seed(0)
+    V, A = 200, 30
+    worst = 0.0
+    for _ in range(20):
+        R = torch.softmax(torch.randn(V, A, generator=g) * 5, -1)
+        z0 = torch.randn(8, V, generator=g) * 4
+        target = torch.softmax(torch.randn(8, A, generator=g) * 6, -1)
+        z = search(z0, R, target, eta, 5)
+        winner = z.argmax(-1)
+        trail = z0.max(-1).values - z0[torch.arange(8), winner]
+        worst = max(worst, trail.max().item())
+    assert worst <= gap
+
+
+def test_config_validation_messages():
+    with pytest.raises(DeepenError, match="one weight per member"):
+        FusionConfig(weights=(0.5, 0.5)).validate(3)
+    with pytest.raises(DeepenError, match="non-negative"):
+        FusionConfig(weights=(1.5, -0.5)).validate(2)
+    with pytest.raises(DeepenError, match="sum to 1"):
+        FusionConfig(weights=(0.5, 0.6)).validate(2)
+    with pytest.raises(DeepenError, match="eta"):
+        FusionConfig(eta=-0.1).validate(2)
+    with pytest.raises(DeepenError, match="steps"):
+        FusionConfig(steps=0).validate(2)
+    with pytest.raises(DeepenError, match="mode"):
+        FusionConfig(mode="exact").validate(2)
+    assert FusionConfig(weights=(0.25, 0.75)).validate(2).member_weights(2) == [0.25, 0.75]
+
+
+def _spaces(seed, sizes=(120, 90), dims=(16, 12), n_anchors=60):
+    g = torch.Generator().manual_seed(seed)
+    return [RelativeSpace(torch.randn(v, d, generator=g), torch.arange(n_anchors)) for v, d in zip(sizes, dims)]
+
+
+def test_fast_mode_with_everything_kept_is_paper_mode():
+    spaces = _spaces(0)
+    g = torch.Generator().manual_seed(3)
+    logits = [torch.randn(6, s.vocab_size, generator=g) * 3 for s in spaces]
+    probs = [torch.softmax(lg, -1) for lg in logits]
+    paper = Fuser(spaces, FusionConfig(eta=0.5, mode="paper")).fuse_paper(logits[0], probs)
+    ids, fast = Fuser(spaces, FusionConfig(eta=0.5, mode="fast", topk=10_000, mass=1.0)).fuse_fast(logits[0], probs)
+    assert torch.equal(ids, torch.arange(spaces[0].vocab_size))
+    assert torch.allclose(fast, paper, atol=1e-5)
+
+
+def test_fast_mode_default_agrees_with_paper_mode_on_chosen_tokens():
+    spaces = _spaces(1, sizes=(400, 300))
+    g = torch.Generator().manual_seed(4)
+    agree = total = 0
+    for _ in range(10):
+        logits = [torch.randn(8, s.vocab_size, generator=g) * 4 for s in spaces]
+        probs = [torch.softmax(lg, -1) for lg in logits]
+        paper, _ = Fuser(spaces, FusionConfig(eta=0.5, mode="paper")).choose(logits[0], probs)
+        fast, _ = Fuser(spaces, FusionConfig(eta=0.5, mode="fast")).choose(logits[0], probs)
+        agree += (paper == fast).sum().item()
+        total += len(paper)
+    assert agree / total >= 0.95
+
+
+def test_identical_members_with_uniform_weights_keep_the_main_argmax():
+    space = _spaces(2, sizes=(150,), dims=(16,))[0]
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(8, 150, generator=g) * 3
+    p = torch.softmax(logits, -1)
+    for mode in ("paper", "fast"):
+        free, _ = Fuser([space, space], FusionConfig(eta=0.5, mode=mode)).choose(logits, [p, p])
+        assert torch.equal(free, logits.argmax(-1)), mode
+
+
+def test_restricted_choice_is_among_allowed_tokens():
+    spaces = _spaces(3)
+    g = torch.Generator().manual_seed(6)
+    logits = [torch.randn(3, s.vocab_size, generator=g) for s in spaces]
+    probs = [torch.softmax(lg, -1) for lg in logits]
+    allowed = torch.zeros(3, spaces[0].vocab_size, dtype=torch.bool)
+    allowed[:, [5, 9, 77]] = True
+    for mode in ("paper", "fast"):
+        _, restricted = Fuser(spaces, FusionConfig(eta=0.3, mode=mode)).choose(logits[0], probs, allowed)
+        assert set(restricted.tolist()) <= {5, 9, 77}

@@ -1,0 +1,48 @@
+"""Relative representations: the release's formula, computed on demand."""
+
+import torch
+
+from deepen.relative import RelativeSpace
+
+
+def release_dense(emb: torch.Tensor, anchor_ids, temperature=100.0) -> torch.Tensor:
+    """The release's arithmetic, written independently: pairwise cosine, L2 over anchors, softmax(100 x)."""
+    cos = torch.cosine_similarity(emb.unsqueeze(1), emb[anchor_ids].unsqueeze(0), dim=-1)
+    return torch.softmax(torch.nn.functional.normalize(cos, p=2, dim=-1) * temperature, dim=-1)
+
+
+def test_rows_sum_to_one_and_equal_the_dense_formula():
+    torch.manual_seed(0)
+    emb = torch.randn(300, 24)
+    anchors = torch.randperm(300)[:120]
+    space = RelativeSpace(emb, anchors, cache_rows=64)
+    ref = release_dense(emb, anchors)
+    dense = space.dense(block=37)
+    assert torch.allclose(dense.sum(-1), torch.ones(300), atol=1e-5)
+    assert torch.allclose(dense, ref, atol=1e-5, rtol=1e-4)
+    # anchor tokens are (almost) one-hot on themselves
+    assert (dense[anchors].argmax(-1) == torch.arange(120)).all()
+
+
+def test_row_cache_returns_the_same_rows_through_evictions():
+    torch.manual_seed(1)
+    emb = torch.randn(500, 16)
+    space = RelativeSpace(emb, torch.arange(0, 500, 3), cache_rows=40)
+    ref = space.dense()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        ids = torch.randperm(500, generator=g)[: int(torch.randint(1, 40, (1,), generator=g))]
+        assert torch.equal(space.rows(ids), ref[ids]) or torch.allclose(space.rows(ids), ref[ids], atol=1e-7)
+    too_many = torch.arange(100)  # more than the cache holds: computed directly
+    assert torch.allclose(space.rows(too_many), ref[too_many], atol=1e-7)
+
+
+def test_mean_row_exact_for_small_vocabularies_and_table_round_trip():
+    torch.manual_seed(2)
+    emb = torch.randn(200, 8)
+    space = RelativeSpace(emb, torch.arange(0, 200, 2))
+    assert torch.allclose(space.mean_row, space.dense().mean(0), atol=1e-6)
+    again = RelativeSpace.from_table(space.to_table(), emb)
+    assert torch.allclose(again.mean_row, space.mean_row)
+    ids = torch.tensor([3, 7, 150])
+    assert torch.allclose(again.rows(ids), space.rows(ids), atol=1e-7)

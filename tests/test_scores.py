@@ -1,0 +1,106 @@
+"""Tests of deepen.scores on hand-checked examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepen.scores import (
+    accuracy,
+    choice_correct,
+    exact_match,
+    extract_choice,
+    gsm8k_correct,
+    last_number,
+    normalize_answer,
+    score_row,
+)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The Beatles", "beatles"),
+        ("  A  Tale of Two   Cities! ", "tale of two cities"),
+        ("U.S.A.", "usa"),
+        ("an apple, the end", "apple end"),
+        ("Theatre", "theatre"),  # "the" only as a whole word
+        ("", ""),
+    ],
+)
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected
+
+
+def test_exact_match():
+    assert exact_match("The Beatles", ["beatles"]) == 1.0
+    assert exact_match(" Sunset Boulevard\nQuestion: next", ["Sunset Blvd", "Sunset Boulevard"]) == 1.0
+    assert exact_match("Paris, France", ["Paris"]) == 0.0
+    assert exact_match("paris.", "Paris") == 1.0  # a single alias string
+    assert exact_match("\nParis", ["Paris"]) == 0.0  # empty first line: nothing answered
+    with pytest.raises(ValueError):
+        exact_match("x", [])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so 1,234.5 apples.", "1234.5"),
+        ("The answer is 42.", "42"),
+        ("Therefore, the answer is 18", "18"),
+        ("it costs $1,000,000 in total", "1000000"),
+        ("the change is -5 degrees", "-5"),
+        ("10-2 = 8", "8"),
+        ("from 3 to 7-3", "3"),  # "-" glued to a digit is a minus operator, not a sign
+        ("18.0", "18.0"),
+        ("0.5 or .25", ".25"),
+        ("items 1, 2, 3", "3"),
+        ("no numbers here", None),
+        ("", None),
+    ],
+)
+def test_last_number(text, expected):
+    assert last_number(text) == expected
+
+
+def test_gsm8k_correct():
+    assert gsm8k_correct(" She makes 9 * 2 = $18.\nThe answer is 18", "18") == 1.0
+    assert gsm8k_correct("The answer is 18.0", "18") == 1.0  # compared as numbers
+    assert gsm8k_correct("The answer is 1,000", 1000) == 1.0
+    assert gsm8k_correct("The answer is 17", "Janet sells 9 eggs.\nTherefore, the answer is 18") == 0.0
+    assert gsm8k_correct("9 * 2 = 18\nThe answer is 18", "Janet sells 9 eggs.\nTherefore, the answer is 18") == 1.0
+    assert gsm8k_correct("I don't know", "18") == 0.0
+    assert gsm8k_correct("The answer is -3", "-3") == 1.0
+    with pytest.raises(ValueError):
+        gsm8k_correct("18", "no number")
+
+
+def test_choices():
+    assert extract_choice(" B", ["A", "B", "C", "D"]) == "B"
+    assert extract_choice("C. because", "ABCD") == "C"
+    assert extract_choice(" E", ["A", "B", "C", "D"]) is None
+    assert extract_choice(" The answer is A", ["A", "B"]) is None  # first character only
+    assert extract_choice("   ", "AB") is None
+    assert choice_correct("B", "B") == 1.0
+    assert choice_correct(" B", "B") == 1.0
+    assert choice_correct("A", "B") == 0.0
+    assert choice_correct(None, "B") == 0.0
+
+
+def test_score_row_dispatch():
+    assert score_row("mmlu", " D", ["D"]) == 1.0
+    assert score_row("mmlu", " D", ["C"], choice="C") == 1.0  # a restricted decoder's pick wins
+    assert score_row("piqa", " C", ["A"], choices=["A", "B"]) == 0.0
+    assert score_row("arc_c", "B", ["B"]) == 1.0
+    assert score_row("gsm8k", "3 + 4 = 7\nThe answer is 7", ["7"]) == 1.0
+    assert score_row("triviaqa", " The Beatles\n", ["Beatles", "Fab Four"]) == 1.0
+    assert score_row("nq", " December 1972", ["14 December 1972 UTC", "December 1972"]) == 1.0
+    assert score_row("nq", " 1972", ["December 1972"]) == 0.0
+    with pytest.raises(ValueError, match="unknown task"):
+        score_row("squad", "x", ["x"])
+
+
+def test_accuracy():
+    assert accuracy([1.0, 0.0, 1.0, 1.0]) == 75.0
+    assert accuracy(x for x in [1.0]) == 100.0
+    with pytest.raises(ValueError):
+        accuracy([])
