@@ -22,7 +22,8 @@ $(VENV)/.deepen-installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/deepen generate smollm2-135m gemma3-270m --prompt "Once upon a time, in a small village by the sea," --max-new-tokens 32 --json
 
-run: demo
+run: setup
+	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup
 	$(PY) -m pytest -q

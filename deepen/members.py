@@ -267,6 +267,7 @@ def load_member(
     cache_dir: str | os.PathLike | None = None,
     chat_template: bool = False,
     name: str | None = None,
+    trust_remote_code: bool = False,
 ) -> Member:
     """Load one member from an embedded name, a GGUF file, a checkpoint directory or a hub id.
 
@@ -275,6 +276,7 @@ def load_member(
         device: "auto", "cpu", "cuda", "cuda:1"...; ignored when ``device_map`` is given.
         device_map: passed to transformers for models that need several GPUs ("auto").
         cache_dir: where GGUF files are materialised (default ``$DEEPEN_HOME`` or ``~/.cache/deepen``).
+        trust_remote_code: allow a hub model's own modelling code (InternLM, Skywork need it).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -282,8 +284,8 @@ def load_member(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target)
-        kwargs = {"dtype": torch_dtype}
+        tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
+        kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
         if device_map is not None:
             kwargs["device_map"] = device_map
         model = AutoModelForCausalLM.from_pretrained(target, **kwargs)

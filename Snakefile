@@ -1,0 +1,32 @@
+# DeePEn evaluation pipeline: models -> vocabularies -> anchors -> relative spaces -> prompts -> decode -> score ->
+# summary. All logic lives in deepen/pipeline.py; the rules only wire files together.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/anchors.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/summary.smk"
+
+
+# Light bookkeeping steps run inside the Snakemake process, also on a cluster.
+localrules:
+    score,
+    adapt_weights,
+    summary,
+    plots,
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summary.output,
+        rules.plots.output,

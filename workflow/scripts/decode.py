@@ -1,0 +1,25 @@
+"""Rule decode: one shard of one (method, task) -> predictions Parquet."""
+import json
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
+
+import torch
+
+from deepen.pipeline import decode_shard, load_ensemble
+
+torch.set_num_threads(snakemake.threads)
+spec = snakemake.params.spec
+weights = spec["weights"]
+if "weights" in snakemake.input.keys():
+    weights = json.loads(open(snakemake.input.weights).read())["weights"]
+    print(f"[deepen] DeePEn-Adapt weights {weights}", file=sys.stderr)
+ensemble = load_ensemble(
+    list(snakemake.input.models), list(snakemake.input.metas), spec["members"], weights=weights, eta=spec["eta"],
+    steps=spec["steps"], mode=spec["mode"], anchors_path=snakemake.input.get("anchors"),
+    relative_paths=list(snakemake.input.get("relative", [])), topk=spec["topk"], mass=spec["mass"],
+    dtype=spec["dtype"], device=snakemake.params.device, device_map=snakemake.params.device_map,
+    trust_remote_code=spec["trust_remote_code"],
+)
+decode_shard(ensemble, snakemake.input.prompts, int(snakemake.wildcards.shard), int(snakemake.wildcards.n),
+             snakemake.output[0], batch_size=spec["batch_size"])

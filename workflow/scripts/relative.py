@@ -1,0 +1,9 @@
+"""Rule relative: model + anchors -> relative-space cache Parquet."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
+
+from deepen.pipeline import relative_table
+
+relative_table(snakemake.input.model, snakemake.input.meta, snakemake.input.anchors, snakemake.params.member_index,
+               snakemake.output[0])
