@@ -200,6 +200,7 @@ class Ensemble:
         batch_size: int = 8,
         timings: bool = False,
         shadow: Fuser | None = None,
+        ignore_eos: bool = False,
     ) -> list[Generation]:
         """Greedy ensemble decoding of ``prompts`` in batches.
 
@@ -209,6 +210,7 @@ class Ensemble:
             timings: attach a per-row breakdown (seconds in member forwards, fusion, tokenizer calls).
             shadow: a second Fuser (e.g. paper mode) run on the same inputs at every fused step; each row's
                 ``timings`` then counts the steps where both chose the same token (``agree`` of ``fused``).
+            ignore_eos: keep decoding after EOS until ``max_new_tokens`` or a stop string (benchmarks).
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -230,12 +232,13 @@ class Ensemble:
             sl = slice(start, start + batch_size)
             out.extend(
                 self._generate_batch(prompts[sl], max_new_tokens, stops[sl], None if choices is None else choices[sl],
-                                     timings or shadow is not None, shadow)
+                                     timings or shadow is not None, shadow, ignore_eos)
             )
         return out
 
     @torch.no_grad()
-    def _generate_batch(self, prompts, max_new_tokens, stops, choices, want_timings, shadow=None) -> list[Generation]:
+    def _generate_batch(self, prompts, max_new_tokens, stops, choices, want_timings, shadow=None,
+                        ignore_eos=False) -> list[Generation]:
         t_batch = time.perf_counter()
         clock = defaultdict(float)
         members = self.members if self.fuses else self.members[:1]
@@ -245,11 +248,15 @@ class Ensemble:
         prompt_ids = [self._encode(m, t) for m, t in zip(members, texts)]
         clock["tokenizer"] += time.perf_counter() - tick
         runners = [self._runner(m, rollback=i > 0) for i, m in enumerate(members)]
-        logits = []
-        for i, (r, ids) in enumerate(zip(runners, prompt_ids)):
-            tick = time.perf_counter()
-            logits.append(r.prefill(ids)[:, : self.sizes[i]])
-            clock["forward_main" if i == 0 else "forward_assistants"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        main_logits = runners[0].prefill(prompt_ids[0])[:, : self.sizes[0]]
+        clock["prefill"] += time.perf_counter() - tick
+        fuse_clock = dict(self.fuser.clock) if self.fuser is not None else {}
+        # Fast mode skips the search (and the assistants' forwards) on steps it cannot change: when no token is
+        # within reach of the main model's top one (``Fuser.gap``), the argmax after the search is the argmax now.
+        # Assistants then catch up lazily, feeding several tokens at once, at the next step that needs them.
+        lazy = self.fuser is not None and self.config.mode == "fast" and self.sync == "cache"
+        assistant_logits = None  # the assistants' logits for the current text, once computed
 
         B = len(prompts)
         eos = torch.tensor(sorted(main.eos_ids), dtype=torch.long)
@@ -267,10 +274,9 @@ class Ensemble:
         step = 0
         while True:
             tick = time.perf_counter()
-            main_logits = logits[0]
             nxt = main_logits.argmax(-1)
             allowed = None
-            if any(allowed_maps[b] for b in active) and step == 0:
+            if step == 0 and any(allowed_maps[b] for b in active):
                 allowed = torch.zeros_like(main_logits, dtype=torch.bool)
                 for j, b in enumerate(active):
                     if allowed_maps[b]:
@@ -279,8 +285,18 @@ class Ensemble:
                         allowed[j] = True
             restricted = None if allowed is None else main_logits.masked_fill(~allowed, float("-inf")).argmax(-1)
             if self.fuser is not None:
-                fuse_rows = (~torch.isin(nxt.cpu(), eos)).nonzero().squeeze(-1)  # main argmax EOS is kept as is
+                fuse = ~torch.isin(nxt.cpu(), eos)  # main argmax EOS is kept as is (the release's rule)
+                if lazy and allowed is None:
+                    top = main_logits.max(-1, keepdim=True).values
+                    contested = ((main_logits >= top - self.fuser.gap).sum(-1) > 1).cpu()
+                    fuse &= contested
+                fuse_rows = fuse.nonzero().squeeze(-1)
+                clock["fuse"] += time.perf_counter() - tick
                 if len(fuse_rows):
+                    if assistant_logits is None:
+                        assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
+                    logits = [main_logits] + assistant_logits
+                    tick = time.perf_counter()
                     probs = [torch.softmax(lg[fuse_rows].float(), -1) for lg in logits]
                     free, restr = self.fuser.choose(main_logits[fuse_rows], probs,
                                                     None if allowed is None else allowed[fuse_rows])
@@ -292,7 +308,7 @@ class Ensemble:
                             fused_steps[active[j]] += 1
                     if restr is not None:
                         restricted[fuse_rows.to(restricted.device)] = restr.to(restricted.device)
-            clock["fuse"] += time.perf_counter() - tick
+                    clock["fuse"] += time.perf_counter() - tick
             if restricted is not None:
                 for j, b in enumerate(active):
                     if allowed_maps[b]:
@@ -308,7 +324,7 @@ class Ensemble:
                 conts[b] = full[len(ctx_text[b]):] if full.startswith(ctx_text[b]) else main.tokenizer.decode(
                     gen[b], skip_special_tokens=True, clean_up_tokenization_spaces=False)
                 hit = [conts[b].find(s) for s in stops[b] if s and s in conts[b]]
-                if tok in main.eos_ids:
+                if tok in main.eos_ids and not ignore_eos:
                     result[b] = Generation(conts[b], gen[b], "eos", picked[b])
                 elif hit:
                     result[b] = Generation(conts[b][: min(hit)], gen[b], "stop", picked[b])
@@ -323,19 +339,17 @@ class Ensemble:
             active = [active[j] for j in still]
             for r in runners:
                 r.select(still)
-            logits = []
-            for i, (m, r) in enumerate(zip(members, runners)):
-                tick = time.perf_counter()
-                if i == 0:
-                    ids = [prompt_ids[0][b] + gen[b] for b in active]
-                else:
-                    ids = self._encode(m, [texts[i][b] + conts[b] for b in active])
-                    clock["tokenizer"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                logits.append(r.step(ids)[:, : self.sizes[i]])
-                clock["forward_main" if i == 0 else "forward_assistants"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            main_logits = runners[0].step([prompt_ids[0][b] + gen[b] for b in active])[:, : self.sizes[0]]
+            clock["forward_main"] += time.perf_counter() - tick
+            assistant_logits = None
+            if self.fuser is not None and not lazy:  # paper mode and the reference scheme run every member every step
+                assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
 
         seconds = (time.perf_counter() - t_batch) / B
+        if self.fuser is not None:
+            for k, v in self.fuser.clock.items():
+                clock[k] += v - fuse_clock.get(k, 0.0)
         for b, g in enumerate(result):
             g.seconds = seconds
             if want_timings:
@@ -344,3 +358,15 @@ class Ensemble:
                 if shadow is not None:
                     g.timings |= {"agree": agree[b], "fused": fused_steps[b]}
         return result
+
+    def _sync_assistants(self, runners, members, texts, conts, active, clock) -> list[torch.Tensor]:
+        """Bring every assistant to the current text of each active row; returns their logits [B, |V_i|]."""
+        out = []
+        for i in range(1, len(members)):
+            tick = time.perf_counter()
+            ids = self._encode(members[i], [texts[i][b] + conts[b] for b in active])
+            clock["tokenizer"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            out.append(runners[i].step(ids)[:, : self.sizes[i]])
+            clock["forward_assistants"] += time.perf_counter() - tick
+        return out

@@ -26,6 +26,8 @@ exactly the gradient it would get alone, and AdamW acts elementwise.
 from __future__ import annotations
 
 import math
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -145,6 +147,7 @@ class Fuser:
         self.weights = self.config.member_weights(len(spaces))
         self.gap = reachable_gap(config.eta, config.steps) if config.eta > 0 else 0.0
         self._dense: list[torch.Tensor] | None = None
+        self.clock = defaultdict(float)  # seconds spent in the relative transform and in the search
 
     # -- paper mode ----------------------------------------------------------------------------------------------
     def dense(self) -> list[torch.Tensor]:
@@ -155,9 +158,14 @@ class Fuser:
     def fuse_paper(self, main_logits: torch.Tensor, probs: list[torch.Tensor]) -> torch.Tensor:
         """Fused main logits [B, |V_0|] with dense matrices; ``probs`` holds each member's p_i [B, |V_i|]."""
         dense = self.dense()
+        tick = time.perf_counter()
         with torch.no_grad():
             target = sum(w * (p.float() @ R) for w, p, R in zip(self.weights, probs, dense))
-        return search(main_logits, dense[0], target, self.config.eta, self.config.steps)
+        self.clock["relative"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        z = search(main_logits, dense[0], target, self.config.eta, self.config.steps)
+        self.clock["search"] += time.perf_counter() - tick
+        return z
 
     # -- fast mode -----------------------------------------------------------------------------------------------
     def _support(self, probs: torch.Tensor, extra: torch.Tensor | None = None):
@@ -189,6 +197,7 @@ class Fuser:
         """Fast mode. Returns (kept main ids [U], fused logits [B, U]) with -inf where a row did not keep a token.
 
         ``allowed`` [B, |V_0|] bool (e.g. the option letters of a multiple-choice question) is kept as well."""
+        tick = time.perf_counter()
         logits = main_logits.float()
         top = logits.max(-1, keepdim=True).values
         contenders = logits >= top - self.gap  # every token that can still win the search
@@ -204,7 +213,10 @@ class Fuser:
             rest[:, ids] = rest[:, ids].masked_fill(keep, float("-inf"))
             z_rest = torch.logsumexp(rest, dim=-1, keepdim=True)  # -inf when nothing is left out
             relative = torch.cat([rows0, self.spaces[0].mean_row[None]], 0)
+        self.clock["relative"] += time.perf_counter() - tick
+        tick = time.perf_counter()
         z = search(torch.cat([z, z_rest], -1), relative, target, self.config.eta, self.config.steps)
+        self.clock["search"] += time.perf_counter() - tick
         return ids, z[:, :-1]
 
     # -- both ----------------------------------------------------------------------------------------------------
