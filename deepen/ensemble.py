@@ -208,8 +208,9 @@ class Ensemble:
             stop: stop strings, shared (list of str) or per prompt (list of lists).
             choices: per prompt, option labels (e.g. ["A", "B", "C", "D"]) for multiple-choice questions, or None.
             timings: attach a per-row breakdown (seconds in member forwards, fusion, tokenizer calls).
-            shadow: a second Fuser (e.g. paper mode) run on the same inputs at every fused step; each row's
-                ``timings`` then counts the steps where both chose the same token (``agree`` of ``fused``).
+            shadow: a second Fuser (e.g. paper mode) run on the same inputs at every step (measurement only; it makes
+                every member run every step); each row's ``timings`` then counts the steps where both chose the same
+                token (``agree`` of ``compared``; ``skipped``: compared steps that fast mode did not need to fuse).
             ignore_eos: keep decoding after EOS until ``max_new_tokens`` or a stop string (benchmarks).
         """
         if isinstance(prompts, str):
@@ -270,7 +271,8 @@ class Ensemble:
         ctx_text = [main.tokenizer.decode(c, skip_special_tokens=True, clean_up_tokenization_spaces=False)
                     for c in ctx]
         agree = [0] * B
-        fused_steps = [0] * B
+        fused_steps = [0] * B  # with a shadow: steps compared (all non-EOS steps), of which ``skipped`` not fused
+        skipped = [0] * B
         step = 0
         while True:
             tick = time.perf_counter()
@@ -301,14 +303,21 @@ class Ensemble:
                     free, restr = self.fuser.choose(main_logits[fuse_rows], probs,
                                                     None if allowed is None else allowed[fuse_rows])
                     nxt[fuse_rows.to(nxt.device)] = free.to(nxt.device)
-                    if shadow is not None:
-                        other, _ = shadow.choose(main_logits[fuse_rows], probs)
-                        for j, same in zip(fuse_rows.tolist(), (other.cpu() == free.cpu()).tolist()):
-                            agree[active[j]] += int(same)
-                            fused_steps[active[j]] += 1
                     if restr is not None:
                         restricted[fuse_rows.to(restricted.device)] = restr.to(restricted.device)
                     clock["fuse"] += time.perf_counter() - tick
+                if shadow is not None:  # measurement only: the other fuser on every step fast mode fused or skipped
+                    rows = (~torch.isin(nxt.cpu(), eos)).nonzero().squeeze(-1)
+                    if len(rows):
+                        if assistant_logits is None:
+                            assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
+                        probs = [torch.softmax(lg[rows].float(), -1) for lg in [main_logits] + assistant_logits]
+                        other, _ = shadow.choose(main_logits[rows], probs)
+                        fused_now = set(fuse_rows.tolist())
+                        for j, same in zip(rows.tolist(), (other.cpu() == nxt[rows].cpu()).tolist()):
+                            agree[active[j]] += int(same)
+                            fused_steps[active[j]] += 1
+                            skipped[active[j]] += int(j not in fused_now)
             if restricted is not None:
                 for j, b in enumerate(active):
                     if allowed_maps[b]:
@@ -356,7 +365,7 @@ class Ensemble:
                 g.timings = {k: v / B for k, v in clock.items()} | {
                     "steps": step, "tokens_fed": [r.tokens_fed for r in runners]}
                 if shadow is not None:
-                    g.timings |= {"agree": agree[b], "fused": fused_steps[b]}
+                    g.timings |= {"agree": agree[b], "compared": fused_steps[b], "skipped": skipped[b]}
         return result
 
     def _sync_assistants(self, runners, members, texts, conts, active, clock) -> list[torch.Tensor]:

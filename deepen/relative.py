@@ -109,12 +109,12 @@ class RelativeSpace:
             else:
                 sample = torch.linspace(0, self.vocab_size - 1, self._mean_sample).round().long().unique()
             total = torch.zeros(self.n_anchors, dtype=torch.float64, device=self.device)
-            for block in sample.split(1024):
+            for block in sample.split(128):  # small blocks: [128, |A|] intermediates, low peak memory
                 total += self.compute_rows(block).sum(0, dtype=torch.float64)
             self._mean_row = (total / len(sample)).float()
         return self._mean_row
 
-    def dense(self, block: int = 2048, out: torch.Tensor | None = None) -> torch.Tensor:
+    def dense(self, block: int = 512, out: torch.Tensor | None = None) -> torch.Tensor:
         """The whole R_i [|V|, |A|] fp32 (paper mode). Check the size first: see ``dense_bytes``."""
         out = out if out is not None else torch.empty(self.vocab_size, self.n_anchors, device=self.device)
         for start in range(0, self.vocab_size, block):

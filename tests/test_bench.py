@@ -1,0 +1,21 @@
+"""Smoke run of the benchmark: it runs end to end and writes its files (timings are not checked here)."""
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_smoke(pair_dirs, tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "deepen.bench", *pair_dirs, "--quick", "--min-anchors", "50", "--p6-anchors", "100",
+         "--snakemake-dir", "", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    for key in ("P1", "P2", "P3", "P4", "P6", "P5_cold_build_s", "breakdown_ms_per_step"):
+        assert key in data
+    assert data["P2"]["same_tokens"] is True
+    assert 0.0 <= data["P6"]["share"] <= 1.0
+    assert (tmp_path / "bench.md").read_text().startswith("| figure |")
