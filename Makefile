@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
 
-.PHONY: setup run demo test
+.PHONY: setup run demo test test-slurm
 
 setup: $(VENV)/.deepen-installed
 
@@ -27,3 +27,8 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The pipeline through profiles/slurm on a one-node SLURM cluster started on this machine (root, Debian/apt).
+test-slurm: setup
+	tools/slurm-cluster install
+	$(PY) -m pytest -q -m slurm tests/test_slurm.py

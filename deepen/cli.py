@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=5, help="search iterations per token (T)")
     g.add_argument("--weights", type=_weights, default=None, help="one per member, e.g. 0.6,0.4 (default uniform)")
     g.add_argument("--mode", choices=("fast", "paper"), default="fast")
+    g.add_argument("--max-dense-gb", type=float, default=None,
+                   help="paper mode: memory budget of the dense relative matrices (default 90%% of what is free)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. --stop $'\\n'")
     g.add_argument("--min-anchors", type=int, default=1000)
     g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
@@ -48,10 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_generate(args) -> int:
-    from deepen.ensemble import Ensemble
-    from deepen.members import load_member, locate
+def check_args(args) -> None:
+    """Settings checks that need no model: bad values end the command before anything is loaded."""
+    from deepen.fuse import FusionConfig
 
+    FusionConfig(eta=args.eta, steps=args.steps, weights=None if args.weights is None else tuple(args.weights),
+                 mode=args.mode, topk=args.topk, mass=args.mass).validate(len(args.members))
+    for name in ("max_new_tokens", "batch_size", "min_anchors"):
+        if getattr(args, name) < 1:
+            raise DeepenError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_anchors is not None and args.max_anchors < 1:
+        raise DeepenError(f"--max-anchors must be >= 1, got {args.max_anchors}")
+    if args.max_dense_gb is not None and args.max_dense_gb <= 0:
+        raise DeepenError(f"--max-dense-gb must be > 0, got {args.max_dense_gb}")
+    if any(not p for p in args.prompt):
+        raise DeepenError("--prompt: an empty prompt gives the models nothing to read")
+
+
+def cmd_generate(args) -> int:
+    from deepen.ensemble import Ensemble, Generation
+    from deepen.members import context_error, load_member, locate
+
+    check_args(args)
     t0 = time.perf_counter()
     for source in args.members:  # materialise everything first: one dequantisation in memory at a time
         locate(source, args.cache_dir)
@@ -62,16 +82,26 @@ def cmd_generate(args) -> int:
                                    chat_template=args.chat_template))
     ensemble = Ensemble(members, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
                         min_anchors=args.min_anchors, max_anchors=args.max_anchors, topk=args.topk, mass=args.mass,
-                        sync=args.sync)
+                        sync=args.sync,
+                        max_dense_bytes=None if args.max_dense_gb is None else int(args.max_dense_gb * 1e9))
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
-    outputs = ensemble.generate(args.prompt, max_new_tokens=args.max_new_tokens, stop=args.stop,
-                                batch_size=args.batch_size, timings=args.timings)
+    # A prompt too long for a member's context window gets an error row; the other prompts decode normally.
+    decoding = ensemble.members if ensemble.fuses else ensemble.members[:1]
+    errors = [context_error(decoding, p, args.max_new_tokens) for p in args.prompt]
+    for i, err in enumerate(errors):
+        if err is not None:
+            print(f"deepen: error: prompt {i + 1}: {err}", file=sys.stderr)
+    ok = [p for p, e in zip(args.prompt, errors) if e is None]
+    decoded = iter(ensemble.generate(ok, max_new_tokens=args.max_new_tokens, stop=args.stop,
+                                     batch_size=args.batch_size, timings=args.timings) if ok else [])
+    outputs = [next(decoded) if e is None else Generation("", [], f"error: {e}") for e in errors]
     seconds = time.perf_counter() - t1
+    status = 0 if ok else 2  # every prompt failed: nothing was generated
     if not args.json:
         for out in outputs:
             print(out.text)
-        return 0
+        return status
     records = []
     for prompt, out in zip(args.prompt, outputs):
         rec = {
@@ -86,7 +116,7 @@ def cmd_generate(args) -> int:
             rec["timings"] = out.timings
         records.append(rec)
     print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False))
-    return 0
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

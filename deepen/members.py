@@ -201,6 +201,23 @@ def locate(source: str, cache_dir: str | os.PathLike | None = None) -> tuple[str
     return source.rsplit("/", 1)[-1], source  # hub id: transformers resolves it (cache or download)
 
 
+def check_vocabulary(tokenizer, source: str) -> None:
+    """Refuse a tokenizer with no ordinary tokens (only special tokens, or nothing at all): no anchors, no text."""
+    vocab = tokenizer.get_vocab()
+    special = {int(i) for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
+    ordinary = sum(1 for i in vocab.values() if int(i) not in special)
+    if ordinary == 0:
+        raise DeepenError(f"the tokenizer of {source!r} has no vocabulary ({len(vocab)} tokens, all special); "
+                          "its tokenizer files are empty or broken")
+
+
+def context_window(model) -> int | None:
+    """The longest sequence ``model`` reads (``max_position_embeddings`` of its text config), None when unknown."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n = getattr(cfg, "max_position_embeddings", None)
+    return int(n) if n else None
+
+
 @dataclass
 class Member:
     """One model of the ensemble: a causal LM, its tokenizer, and how it formats prompts.
@@ -285,6 +302,17 @@ def load_member(
     torch_dtype = resolve_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
+    except (ValueError, TypeError) as exc:  # no tokenizer files, or files transformers cannot turn into a tokenizer
+        raise DeepenError(f"cannot load the tokenizer of {source!r}: {str(exc).splitlines()[0]} (a model directory "
+                          "needs tokenizer.json, tokenizer.model or vocab.json + merges.txt)") from exc
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise DeepenError(
+            f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
+        ) from exc
+    check_vocabulary(tokenizer, source)
+    try:
         kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
         if device_map is not None:
             kwargs["device_map"] = device_map
@@ -295,8 +323,6 @@ def load_member(
             f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
             + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
         ) from exc
-    if not tokenizer.get_vocab():
-        raise DeepenError(f"the tokenizer of {source!r} has no vocabulary")
     if device_map is None:
         model.to(device)
     model.eval()
@@ -304,3 +330,21 @@ def load_member(
     fp = json.loads(meta.read_text()).get("fingerprint") if meta.is_file() else None
     return Member(name=name or display, model=model, tokenizer=tokenizer, source=str(source),
                   chat_template=chat_template, _fingerprint=fp)
+
+
+def context_error(members: list[Member], prompt: str, max_new_tokens: int) -> str | None:
+    """Why ``prompt`` cannot be decoded for ``max_new_tokens`` tokens within every member's context window, or None.
+
+    A member reads its prompt plus all generated tokens but the last, so a prompt of n tokens fits a window of W when
+    n + max_new_tokens - 1 <= W. Assistants are checked on their own encoding of the prompt with the main model's
+    budget (their encoding of the continuation may differ; ``deepen.sync`` then raises ``ContextWindowError``).
+    """
+    for member in members:
+        window = context_window(member.model)
+        if window is None:
+            continue
+        n = len(member.tokenizer(member.format_prompt(prompt), add_special_tokens=True)["input_ids"])
+        if n + max_new_tokens - 1 > window:
+            return (f"prompt of {n} tokens + {max_new_tokens} new tokens exceeds the context window of {window} "
+                    f"tokens of {member.name}")
+    return None

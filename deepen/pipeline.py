@@ -71,6 +71,29 @@ def _log(message: str) -> None:
     print(f"[deepen] {message}", file=sys.stderr, flush=True)
 
 
+def read_table(path: str | os.PathLike) -> pa.Table:
+    """``pq.read_table`` that turns a truncated or corrupt file into one clear DeepenError naming it.
+
+    Every file here is written atomically, so a damaged one was damaged afterwards (a full disk, a copy cut short, a
+    hand edit); it is never used: the error says to delete it so that the next run rebuilds it.
+    """
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise DeepenError(f"{path} does not exist; rerun the pipeline") from exc
+        raise DeepenError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]}): it is truncated or "
+                          f"corrupt; delete it and rerun the pipeline, which rebuilds it") from exc
+
+
+def _metadata(table: pa.Table, key: bytes, path) -> str:
+    value = (table.schema.metadata or {}).get(key)
+    if value is None:
+        raise DeepenError(f"{path} has no {key.decode()!r} in its metadata (not written by this pipeline); delete it "
+                          "and rerun the pipeline")
+    return value.decode()
+
+
 # -- 1. materialise --------------------------------------------------------------------------------------------------
 
 
@@ -102,8 +125,11 @@ def materialise(source: str, out_dir: str | os.PathLike, meta_path: str | os.Pat
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, "cpu") if dtype != "auto"
                                                          else "auto", trust_remote_code=trust_remote_code)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise DeepenError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from exc
+        from deepen.members import check_vocabulary
+
+        check_vocabulary(tokenizer, source)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         try:
@@ -120,9 +146,23 @@ def materialise(source: str, out_dir: str | os.PathLike, meta_path: str | os.Pat
 
     config = AutoConfig.from_pretrained(out_dir)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    record = {"source": str(source), "fingerprint": meta["fingerprint"], "vocab_size": int(text_config.vocab_size)}
+    record = {"source": str(source), "fingerprint": meta["fingerprint"], "vocab_size": int(text_config.vocab_size),
+              "files": file_stamps(out_dir)}
     write_json(record, meta_path)
     return record
+
+
+def file_stamps(model_dir: str | os.PathLike) -> dict[str, list[int]]:
+    """Size and modification time (ns) of every file of a materialised model (hidden files, such as Snakemake's
+    ``.snakemake_timestamp``, left out): ``verify_member`` trusts the recorded fingerprint while these are unchanged."""
+    root = Path(model_dir)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            st = p.stat()
+            out[str(rel)] = [st.st_size, st.st_mtime_ns]
+    return out
 
 
 def read_meta(meta_path: str | os.PathLike) -> dict:
@@ -157,12 +197,12 @@ def anchors_table(vocab_paths: list[str], names: list[str], out: str | os.PathLi
     from deepen.anchors import find_anchors
     from deepen.vocabulary import Vocabulary
 
-    tables = [pq.read_table(p) for p in vocab_paths]
+    tables = [read_table(p) for p in vocab_paths]
     vocabs = [Vocabulary.from_table(t) for t in tables]
     anchors = find_anchors(vocabs, list(names), min_anchors=min_anchors, max_anchors=max_anchors)
     table = anchors.to_table()
     md = dict(table.schema.metadata or {})
-    md[b"fingerprints"] = "\t".join(t.schema.metadata[b"fingerprint"].decode() for t in tables).encode()
+    md[b"fingerprints"] = "\t".join(_metadata(t, b"fingerprint", p) for t, p in zip(tables, vocab_paths)).encode()
     write_table(table.replace_schema_metadata(md), out)
     _log(f"{len(anchors)} anchors for {', '.join(names)}")
     return len(anchors)
@@ -188,8 +228,9 @@ def relative_table(model_dir: str | os.PathLike, meta_path: str | os.PathLike, a
     from deepen.relative import RelativeSpace
 
     meta = read_meta(meta_path)
-    anchors = Anchors.from_table(pq.read_table(anchors_path))
+    anchors = Anchors.from_table(read_table(anchors_path))
     member = load_member(str(model_dir), dtype="float32", device="cpu")
+    verify_member(member, meta, str(meta_path), model_dir)
     space = RelativeSpace(_embeddings(member, meta["vocab_size"]), anchors.ids[member_index])
     table = space.to_table()
     table = table.replace_schema_metadata({b"fingerprint": meta["fingerprint"].encode(),
@@ -243,6 +284,51 @@ def shard_rows(n_rows: int, batch_size: int, shard: int, n_shards: int) -> range
     return range(min(first * batch_size, n_rows), min(last * batch_size, n_rows))
 
 
+def _stored_dtype(model_dir: str | os.PathLike) -> str | None:
+    """The dtype a checkpoint's weights are stored in (its config.json), e.g. 'float32', None when not recorded."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    text = cfg.get("text_config") or {}
+    return cfg.get("dtype") or cfg.get("torch_dtype") or text.get("dtype") or text.get("torch_dtype")
+
+
+def verify_member(member, meta: dict, meta_path: str = "", model_dir: str | os.PathLike | None = None) -> None:
+    """Check that a loaded member is the model its caches were built from: a model or tokenizer changed on disk since
+    materialisation is refused, never used.
+
+    Fast path: the model directory's files have the sizes and modification times recorded at materialisation
+    (``file_stamps``), so they are the files that were fingerprinted. Otherwise (files touched, copied, edited, or a
+    materialisation older than the stamps) the fingerprint (vocabulary + input embeddings, a few seconds for a
+    262k-token vocabulary) is recomputed and compared. The embeddings are hashed in fp32, so that is exact when the
+    member is loaded in fp32 or in the dtype it is stored in; a member stored in fp32 and loaded in a narrower dtype
+    (bf16 on a GPU) is then checked by the number of its embedding rows only.
+    """
+    import torch
+
+    from deepen.members import fingerprint
+
+    model_dir = model_dir if model_dir is not None else member.source
+    if meta.get("files") and file_stamps(model_dir) == meta["files"]:
+        member._fingerprint = meta["fingerprint"]
+        return
+    emb = member.model.get_input_embeddings().weight
+    loaded = str(emb.dtype).replace("torch.", "")
+    stored = _stored_dtype(model_dir)
+    where = f" ({meta_path})" if meta_path else ""
+    if emb.dtype == torch.float32 or stored == loaded:
+        fresh = fingerprint(member.tokenizer, member.model)
+        if fresh != meta["fingerprint"]:
+            raise DeepenError(f"model {member.name}: its files changed since materialisation (fingerprint {fresh}, "
+                              f"recorded {meta['fingerprint']}{where}); delete the materialised model and its "
+                              "metadata and rerun the pipeline")
+    elif meta.get("vocab_size") is not None and emb.shape[0] < int(meta["vocab_size"]):
+        raise DeepenError(f"model {member.name}: {emb.shape[0]} embedding rows, {meta['vocab_size']} recorded"
+                          f"{where}; delete the materialised model and its metadata and rerun the pipeline")
+    member._fingerprint = meta["fingerprint"]
+
+
 def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str], *, weights=None, eta: float = 0.15,
                   steps: int = 5, mode: str = "fast", anchors_path: str | None = None,
                   relative_paths: list[str] | None = None, topk: int = 64, mass: float = 0.999, dtype: str = "auto",
@@ -257,22 +343,22 @@ def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str]
     remote = trust_remote_code or [False] * len(names)
     members = [load_member(str(d), dtype=dtype, device=device, device_map=device_map, name=n, trust_remote_code=r)
                for d, n, r in zip(model_dirs, names, remote)]
-    for member, meta in zip(members, metas):
-        if member.fingerprint != meta["fingerprint"]:
-            raise DeepenError(f"model {member.name}: fingerprint {member.fingerprint} differs from {meta['fingerprint']}"
-                              " recorded at materialisation; rerun the pipeline")
+    for member, meta, meta_path, model_dir in zip(members, metas, meta_paths, model_dirs):
+        verify_member(member, meta, str(meta_path), model_dir)
     if len(members) == 1:
         return Ensemble(members, eta=eta, steps=steps, mode=mode, topk=topk, mass=mass)
-    anchors_table_ = pq.read_table(anchors_path)
-    recorded = anchors_table_.schema.metadata[b"fingerprints"].decode().split("\t")
+    anchors_table_ = read_table(anchors_path)
+    recorded = _metadata(anchors_table_, b"fingerprints", anchors_path).split("\t")
     if recorded != [m["fingerprint"] for m in metas]:
-        raise DeepenError(f"{anchors_path} was built for other models (fingerprints {recorded}); rerun the pipeline")
+        raise DeepenError(f"{anchors_path} was built for other models (fingerprints {recorded}, the members now are "
+                          f"{[m['fingerprint'] for m in metas]}); delete it and rerun the pipeline")
     anchors = Anchors.from_table(anchors_table_)
     spaces = []
     for i, (member, meta, path) in enumerate(zip(members, metas, relative_paths)):
-        table = pq.read_table(path)
-        if table.schema.metadata[b"fingerprint"].decode() != meta["fingerprint"]:
-            raise DeepenError(f"{path} was built for another version of {member.name}; rerun the pipeline")
+        table = read_table(path)
+        if _metadata(table, b"fingerprint", path) != meta["fingerprint"]:
+            raise DeepenError(f"{path} was built for another version of {member.name}; delete it and rerun the "
+                              "pipeline")
         spaces.append(RelativeSpace.from_table(table, _embeddings(member, meta["vocab_size"])))
     return Ensemble(members, weights=weights, eta=eta, steps=steps, mode=mode, anchors=anchors, spaces=spaces,
                     min_anchors=1, topk=topk, mass=mass)
@@ -280,25 +366,61 @@ def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str]
 
 def decode_shard(ensemble, prompts_path: str | os.PathLike, shard: int, n_shards: int, out: str | os.PathLike,
                  batch_size: int = 4) -> int:
-    """Decode shard ``shard`` of ``n_shards`` of a prompts file with ``ensemble``; write one Parquet atomically."""
+    """Decode shard ``shard`` of ``n_shards`` of a prompts file with ``ensemble``; write one Parquet atomically.
+
+    A row whose prompt does not fit a member's context window (with the task's budget) is not decoded: it gets an
+    *error row* (empty text, no tokens, ``stop_reason`` "error: prompt of N tokens + B new tokens exceeds the context
+    window of W tokens of <member>"), scored as wrong, and the other rows of its batch decode normally. Should a row
+    still outgrow an assistant's window during decoding (its re-encoding of the continuation is longer than the main
+    model's), its batch is decoded again one row at a time and only that row becomes an error row.
+    """
+    from deepen.members import context_error
+    from deepen.sync import ContextWindowError
     from deepen.tasks import read_prompts
 
     rows = read_prompts(prompts_path)
     mine = shard_rows(len(rows), batch_size, shard, n_shards)
     delay = float(os.environ.get("DEEPEN_DECODE_BATCH_DELAY", "0"))  # test hook: slows jobs down to kill them
+    members = ensemble.members if ensemble.fuses else ensemble.members[:1]
     records = []
     starts = list(range(mine.start, mine.stop, batch_size))
-    for b, start in enumerate(starts):
-        batch = rows[start : min(start + batch_size, mine.stop)]
-        outs = ensemble.generate(
-            [r["prompt"] for r in batch], max_new_tokens=max(r["max_new_tokens"] for r in batch),
+
+    def record(r, g=None, error=None):
+        if error is not None:
+            _log(f"row {r['id']}: {error}")
+            return {"id": r["id"], "text": "", "token_ids": [], "choice": None, "stop_reason": f"error: {error}",
+                    "seconds": 0.0}
+        return {"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids], "choice": g.choice,
+                "stop_reason": g.stop_reason, "seconds": float(g.seconds)}
+
+    def generate(batch):
+        return ensemble.generate(
+            [r["prompt"] for r in batch], max_new_tokens=batch[0]["max_new_tokens"],
             stop=[r["stop"] for r in batch], choices=[r["choices"] or None for r in batch] if any(
                 r["choices"] for r in batch) else None,
             batch_size=batch_size,
         )
-        for r, g in zip(batch, outs):
-            records.append({"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids],
-                            "choice": g.choice, "stop_reason": g.stop_reason, "seconds": float(g.seconds)})
+
+    for b, start in enumerate(starts):
+        batch = rows[start : min(start + batch_size, mine.stop)]
+        errors = {r["id"]: context_error(members, r["prompt"], r["max_new_tokens"]) for r in batch}
+        outs = {}
+        # one generate call per budget (a task's rows share one, so this is one call): a row never decodes past its
+        # own max_new_tokens because of the rows it is batched with
+        for budget in dict.fromkeys(r["max_new_tokens"] for r in batch):
+            ok = [r for r in batch if errors[r["id"]] is None and r["max_new_tokens"] == budget]
+            if not ok:
+                continue
+            try:
+                outs.update(zip([r["id"] for r in ok], generate(ok)))
+            except ContextWindowError:  # some row outgrew a window while decoding: find it, decode the rest alone
+                for r in ok:
+                    try:
+                        outs[r["id"]] = generate([r])[0]
+                    except ContextWindowError as exc:
+                        errors[r["id"]] = str(exc)
+        for r in batch:
+            records.append(record(r, outs.get(r["id"]), errors[r["id"]]))
         _log(f"batch {b + 1}/{len(starts)} done ({len(records)} rows)")
         if delay:
             time.sleep(delay)
@@ -309,7 +431,7 @@ def decode_shard(ensemble, prompts_path: str | os.PathLike, shard: int, n_shards
 
 def gather(shard_paths: list[str], predictions_out: str | os.PathLike, timings_out: str | os.PathLike) -> int:
     """Concatenate shards in order: predictions (no wall times, so identical for any shard count) and timings."""
-    tables = [pq.read_table(p) for p in shard_paths]
+    tables = [read_table(p) for p in shard_paths]
     table = pa.concat_tables(tables) if tables else PREDICTION_SCHEMA.empty_table()
     write_table(table.select(PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA), predictions_out)
     n_tokens = pa.array([len(t) for t in table["token_ids"].to_pylist()], pa.int64())
@@ -354,8 +476,8 @@ def score_predictions(task: str, prompts: list[dict], predictions: list[dict],
 def score(task: str, prompts_path: str, predictions_path: str, timings_path: str | None, out: str) -> float:
     from deepen.tasks import read_prompts
 
-    timings = pq.read_table(timings_path).to_pylist() if timings_path else None
-    table = score_predictions(task, read_prompts(prompts_path), pq.read_table(predictions_path).to_pylist(), timings)
+    timings = read_table(timings_path).to_pylist() if timings_path else None
+    table = score_predictions(task, read_prompts(prompts_path), read_table(predictions_path).to_pylist(), timings)
     write_table(table, out)
     return _mean(table["correct"].to_pylist())
 
@@ -380,7 +502,7 @@ def adapt_weights(accuracies: list[float]) -> list[float]:
 
 def dev_weights(score_paths: list[str], names: list[str], out: str) -> list[float]:
     """DeePEn-Adapt weights of one ensemble and task from its members' dev scores (members in ensemble order)."""
-    accs = [_mean(pq.read_table(p)["correct"].to_pylist()) for p in score_paths]
+    accs = [_mean(read_table(p)["correct"].to_pylist()) for p in score_paths]
     accs = [0.0 if math.isnan(a) else a for a in accs]
     weights = adapt_weights(accs)
     write_json({"members": list(names), "dev_accuracy": accs, "weights": weights,
@@ -578,3 +700,48 @@ def check_config(config: dict) -> None:
         for key in ("shards", "batch_size"):
             if (spec or {}).get(key, 1) < 1:
                 raise DeepenError(f"config: task {t!r}: {key} must be >= 1")
+    lo, hi = config.get("min_anchors", 1000), config.get("max_anchors")
+    if hi is not None and hi < lo:
+        raise DeepenError(f"config: max_anchors ({hi}) is below min_anchors ({lo})")
+
+
+def needed_splits(config: dict) -> dict[str, list[str]]:
+    """Task -> the data splits a full run reads: test (+ its demonstrations), and dev where DeePEn-Adapt needs it."""
+    from deepen.tasks import get_task
+
+    tasks = list(config.get("tasks") or {})
+    out = {}
+    for t in tasks:
+        splits = ["test"]
+        for ens in config.get("ensembles") or []:
+            if t in (ens.get("tasks") or tasks) and "adapt" in ens.get("variants", ["avg", "adapt"]):
+                splits.append("dev")
+                break
+        if get_task(t).n_shot:
+            splits.append("demos")
+        out[t] = splits
+    return out
+
+
+def check_data(config: dict, prompts_dir: str | os.PathLike = "resources/prompts") -> int:
+    """Before any job starts: every task split whose prompts are still to be built is readable under ``data_dir``.
+
+    Runs the line-by-line validation of ``deepen.tasks`` (malformed JSON, missing gold, empty split: the error names
+    file and line), so a bad data file stops the run up front rather than in its prompts job. Splits whose prompts
+    file already exists are not read again. Returns the number of rows checked.
+    """
+    from deepen.tasks import check_local
+
+    data_dir = config.get("data_dir", "../shared/data/deepen_splits")
+    hub = bool(config.get("hub", False))
+    root = Path(data_dir)
+    if root.exists() and (not root.is_dir() or not os.access(root, os.R_OK | os.X_OK)):
+        raise DeepenError(f"config: data_dir {data_dir} is not a readable directory")
+    checked = 0
+    for task, splits in needed_splits(config).items():
+        built = [Path(prompts_dir) / s / f"{task}.parquet" for s in ("test", "dev") if s in splits]
+        if all(p.is_file() for p in built):
+            continue
+        for split in splits:
+            checked += check_local(task, split, data_dir, hub=hub)
+    return checked

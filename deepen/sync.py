@@ -29,6 +29,10 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+class ContextWindowError(DeepenError):
+    """A row is longer than a member's context window (``deepen.pipeline.decode_shard`` turns it into an error row)."""
+
+
 def _context_window(model) -> int | None:
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return getattr(cfg, "max_position_embeddings", None)
@@ -71,7 +75,7 @@ class CachedRunner:
         if self.max_len is not None:
             for row in ids:
                 if len(row) > self.max_len:
-                    raise DeepenError(
+                    raise ContextWindowError(
                         f"a sequence of {len(row)} tokens exceeds the model's context window of {self.max_len}"
                     )
 

@@ -67,6 +67,7 @@ __all__ = [
     "default_data_dir",
     "load_rows",
     "build_prompts",
+    "check_local",
     "mc_options",
     "mc_gold",
     "prompts_table",
@@ -484,6 +485,38 @@ def _check_jsonl(path: Path, gold: Callable[[Row], list[str]]) -> int:
     return count
 
 
+def check_local(task: str | Task, split: str, data_dir: str | Path | None = None, hub: bool = False) -> int:
+    """Check that ``split`` of ``task`` can be read from ``data_dir`` before any job starts; returns its rows (0 when
+    the files are missing and ``hub`` will load the public benchmark instead).
+
+    Raises `TaskDataNotFoundError` naming the path when the files are missing (and ``hub`` is off), and `TaskError`
+    naming file and line for a malformed row, a row without a gold answer, or an empty split.
+    """
+    task = get_task(task)
+    root = Path(data_dir if data_dir is not None else default_data_dir())
+    path = root / task.path(split)
+    if not path.exists():
+        if hub:
+            return 0
+        if not root.is_dir():
+            raise TaskDataNotFoundError(f"data directory not found: {root} (set data_dir in the config, or hub: true)")
+        raise TaskDataNotFoundError(f"{task.name} {split} data not found: {path} (set data_dir, or hub: true)")
+    if task.grouped:
+        if not path.is_dir():
+            raise TaskDataNotFoundError(f"{task.name} {split}: expected a directory of per-subject JSONL files: {path}")
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise TaskError(f"{path}: empty split (no *.jsonl files)")
+    else:
+        files = [path]
+    try:
+        return sum(_check_jsonl(f, task.gold) for f in files)
+    except PermissionError as err:
+        raise TaskError(f"{err.filename}: not readable ({err.strerror})") from None
+    except IsADirectoryError as err:
+        raise TaskError(f"{err.filename}: is a directory, expected a JSONL file") from None
+
+
 def _load_local(task: Task, split: str, path: Path) -> list[Row]:
     import datasets  # imported here: importing it takes about a second and only loading needs it
 
@@ -672,7 +705,11 @@ def write_prompts(rows: Sequence[Row], path: str | Path) -> None:
 
 def read_prompts(path: str | Path) -> list[Row]:
     """Read prompt rows written by `write_prompts`."""
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise TaskError(f"{path} is not a readable Parquet file ({str(err).splitlines()[0]}): delete it and rerun "
+                        "the pipeline, which rebuilds it") from err
     missing = [name for name in PROMPT_SCHEMA.names if name not in table.column_names]
     if missing:
         raise TaskError(f"{path}: not a prompts file, missing columns {missing}")

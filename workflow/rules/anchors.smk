@@ -33,6 +33,7 @@ rule relative:
         "logs/relative/{ensemble}/{model}.log",
     benchmark:
         "benchmarks/relative/{ensemble}/{model}.tsv"
+    threads: config["prep_threads"]
     resources:
         mem_mb=lambda wc: MODELS[wc.model].get("mem_mb", 4000),
         runtime=30,

@@ -144,3 +144,11 @@ def summary_entries():
              published_key=METHODS[m]["published_key"], path=f"results/scores/test/{m}/{t}.parquet")
         for t in TASKS for m in TASK_METHODS[t]
     ]
+
+
+# Before any job starts (not in dry runs): the task files still to be read exist and parse (file:line in errors).
+onstart:
+    try:
+        pipeline.check_data(config)
+    except DeepenError as exc:
+        raise ValueError(str(exc)) from None

@@ -15,7 +15,7 @@ rule decode:
     threads: config["decode_threads"]
     resources:
         mem_mb=decode_mem_mb,
-        runtime=120,
+        runtime=240,
         gpu=config["gpu"],
     script:
         "../scripts/decode.py"

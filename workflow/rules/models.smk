@@ -12,9 +12,10 @@ rule materialise:
         "logs/materialise/{model}.log",
     benchmark:
         "benchmarks/materialise/{model}.tsv"
+    threads: config["prep_threads"]
     resources:
         mem_mb=lambda wc: 2 * MODELS[wc.model].get("mem_mb", 4000),
-        runtime=60,
+        runtime=120,
     script:
         "../scripts/materialise.py"
 

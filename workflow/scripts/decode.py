@@ -1,5 +1,7 @@
 """Rule decode: one shard of one (method, task) -> predictions Parquet."""
 import json
+import os
+import socket
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
@@ -9,6 +11,9 @@ import torch
 from deepen.pipeline import decode_shard, load_ensemble
 
 torch.set_num_threads(snakemake.threads)
+if os.environ.get("SLURM_JOB_ID"):  # which cluster job ran this shard, and the GPUs SLURM gave it
+    print(f"[deepen] SLURM job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}, "
+          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", file=sys.stderr)
 spec = snakemake.params.spec
 weights = spec["weights"]
 if "weights" in snakemake.input.keys():
