@@ -275,6 +275,15 @@ class Member:
         )
 
 
+def _load_error(source: str, exc: OSError) -> DeepenError:
+    """transformers' OSError (missing files, unknown hub id, offline) as one line naming the model."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return DeepenError(
+        f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
+    )
+
+
 def load_member(
     source: str,
     *,
@@ -306,11 +315,7 @@ def load_member(
         raise DeepenError(f"cannot load the tokenizer of {source!r}: {str(exc).splitlines()[0]} (a model directory "
                           "needs tokenizer.json, tokenizer.model or vocab.json + merges.txt)") from exc
     except OSError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        raise DeepenError(
-            f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-            + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
-        ) from exc
+        raise _load_error(source, exc) from exc
     check_vocabulary(tokenizer, source)
     try:
         kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
@@ -318,11 +323,7 @@ def load_member(
             kwargs["device_map"] = device_map
         model = AutoModelForCausalLM.from_pretrained(target, **kwargs)
     except OSError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        raise DeepenError(
-            f"cannot load model {source!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-            + (" (HF_HUB_OFFLINE=1: only cached hub models load)" if offline else "")
-        ) from exc
+        raise _load_error(source, exc) from exc
     if device_map is None:
         model.to(device)
     model.eval()

@@ -501,14 +501,7 @@ def check_local(task: str | Task, split: str, data_dir: str | Path | None = None
         if not root.is_dir():
             raise TaskDataNotFoundError(f"data directory not found: {root} (set data_dir in the config, or hub: true)")
         raise TaskDataNotFoundError(f"{task.name} {split} data not found: {path} (set data_dir, or hub: true)")
-    if task.grouped:
-        if not path.is_dir():
-            raise TaskDataNotFoundError(f"{task.name} {split}: expected a directory of per-subject JSONL files: {path}")
-        files = sorted(path.glob("*.jsonl"))
-        if not files:
-            raise TaskError(f"{path}: empty split (no *.jsonl files)")
-    else:
-        files = [path]
+    files = _split_files(task, split, path)
     try:
         return sum(_check_jsonl(f, task.gold) for f in files)
     except PermissionError as err:
@@ -517,17 +510,22 @@ def check_local(task: str | Task, split: str, data_dir: str | Path | None = None
         raise TaskError(f"{err.filename}: is a directory, expected a JSONL file") from None
 
 
+def _split_files(task: Task, split: str, path: Path) -> list[Path]:
+    """The JSONL files of one split: the file itself, or a grouped task's per-subject files."""
+    if not task.grouped:
+        return [path]
+    if not path.is_dir():
+        raise TaskDataNotFoundError(f"{task.name} {split}: expected a directory of per-subject JSONL files: {path}")
+    files = sorted(path.glob("*.jsonl"))
+    if not files:
+        raise TaskError(f"{path}: empty split (no *.jsonl files)")
+    return files
+
+
 def _load_local(task: Task, split: str, path: Path) -> list[Row]:
     import datasets  # imported here: importing it takes about a second and only loading needs it
 
-    if task.grouped:
-        if not path.is_dir():
-            raise TaskDataNotFoundError(f"{task.name} {split}: expected a directory of per-subject JSONL files: {path}")
-        files = sorted(path.glob("*.jsonl"))
-        if not files:
-            raise TaskError(f"{path}: empty split (no *.jsonl files)")
-    else:
-        files = [path]
+    files = _split_files(task, split, path)
     counts = [_check_jsonl(f, task.gold) for f in files]
     # Split names must be identifiers; subject file names need not be, hence s0, s1, ...
     loaded = datasets.load_dataset("json", data_files={f"s{i}": str(f) for i, f in enumerate(files)})
