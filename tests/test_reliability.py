@@ -30,6 +30,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
+from test_pipeline import _workdir  # noqa: E402  (a copy of the workflow in a temp dir)
 
 # Short prompts (the synthetic members read 512 tokens at most) in three batches of 3 / 2 / 1 rows at batch size 3.
 ROWS = [
@@ -99,15 +100,6 @@ def _cli(*args, env=None, timeout=300):
 
 
 # -- bad config: rejected by the schema or check_config, through snakemake, before any job starts --------------------
-
-
-def _workdir(tmp_path: Path) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
-    shutil.copytree(ROOT / "workflow", work / "workflow")
-    shutil.copytree(ROOT / "config", work / "config")
-    return work
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
