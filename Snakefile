@@ -1,5 +1,6 @@
 # DeePEn evaluation pipeline: models -> vocabularies -> anchors -> relative spaces -> prompts -> decode -> score ->
-# summary. All logic lives in deepen/pipeline.py; the rules only wire files together.
+# Voting / MBR -> summary; studies: scaling with the number of members, eta / T sweeps. All logic lives in deepen/
+# (pipeline.py, combine.py, studies.py); the rules only wire files together.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -14,15 +15,21 @@ include: "workflow/rules/anchors.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/combine.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/studies.smk"
 
 
 # Light bookkeeping steps run inside the Snakemake process, also on a cluster.
 localrules:
     score,
+    combine,
     adapt_weights,
+    rank_members,
     summary,
     plots,
+    scaling,
+    sweep,
 
 
 rule all:
@@ -30,3 +37,4 @@ rule all:
     input:
         rules.summary.output,
         rules.plots.output,
+        study_targets(),

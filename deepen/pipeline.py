@@ -642,7 +642,7 @@ def plots(summary_path: str, accuracy_png: str, gain_png: str) -> None:
 
     for path, rows_, value, ylabel, title in [
         (accuracy_png, rows, lambda r: r["acc"], "score (%)", "Accuracy / EM per method and task"),
-        (gain_png, [r for r in rows if any(c["row"] == r and c["kind"] == "ensemble" for c in recs)],
+        (gain_png, [r for r in rows if any(c["row"] == r and c["kind"] != "single" for c in recs)],
          lambda r: r["delta"] or 0.0, "Δ vs best single (points)", "Ensemble gain over the best single member"),
     ]:
         fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks)), 4))
@@ -703,10 +703,15 @@ def check_config(config: dict) -> None:
     lo, hi = config.get("min_anchors", 1000), config.get("max_anchors")
     if hi is not None and hi < lo:
         raise DeepenError(f"config: max_anchors ({hi}) is below min_anchors ({lo})")
+    from deepen.studies import check_study_config
+
+    check_study_config(config)
 
 
 def needed_splits(config: dict) -> dict[str, list[str]]:
-    """Task -> the data splits a full run reads: test (+ its demonstrations), and dev where DeePEn-Adapt needs it."""
+    """Task -> the data splits a full run reads: test (+ its demonstrations), and dev where DeePEn-Adapt or the
+    scaling study's ranking needs it."""
+    from deepen.studies import study_dev_tasks
     from deepen.tasks import get_task
 
     tasks = list(config.get("tasks") or {})
@@ -717,6 +722,8 @@ def needed_splits(config: dict) -> dict[str, list[str]]:
             if t in (ens.get("tasks") or tasks) and "adapt" in ens.get("variants", ["avg", "adapt"]):
                 splits.append("dev")
                 break
+        if "dev" not in splits and t in study_dev_tasks(config):
+            splits.append("dev")
         if get_task(t).n_shot:
             splits.append("demos")
         out[t] = splits

@@ -179,10 +179,21 @@ def test_dry_run_default_config(tmp_path):
     work = _workdir(tmp_path)
     proc = _snakemake(work, "-n", "--cores", "1")
     stats = _job_stats(proc.stdout)
-    # 6 methods (2 singles, 2 ensembles x Avg/Adapt) x 6 tasks + dev decodes of the 2 singles on 6 tasks
+    # 6 methods (2 singles, 2 ensembles x Avg/Adapt) x 6 tasks + dev decodes of the 2 singles on 6 tasks, + the
+    # scaling ensemble (k = 2) on ARC-C and PIQA + 6 sweep points on ARC-C (eta 0/0.05/0.5, T 1/2/10)
     assert stats["materialise"] == 2 and stats["vocabulary"] == 2 and stats["anchors"] == 2 and stats["relative"] == 4
-    assert stats["prompts"] == 12 and stats["decode"] == 36 + 12 and stats["score"] == 48
+    assert stats["prompts"] == 12 and stats["decode"] == 36 + 12 + 2 + 6 and stats["score"] == 56
     assert stats["adapt_weights"] == 12 and stats["summary"] == 1 and stats["plots"] == 1
+    # per ensemble: Voting on 4 tasks, MBR on 3, DeePEn+Voting/MBR on 6; no decoding
+    assert stats["combine"] == 2 * (4 + 3 + 6)
+    assert stats["rank_members"] == 2 and stats["scaling_anchors"] == 2 and stats["scaling_relative"] == 4
+    assert stats["scaling"] == 1 and stats["sweep"] == 2
+    jobs = _planned_jobs(proc.stdout)
+    combined = sorted(o.split(",")[0] for r, o in jobs if r == "combine")
+    assert "results/predictions/test/smollm2+gemma3.voting/gsm8k.parquet" in combined
+    assert "results/predictions/test/smollm2+gemma3.mbr/nq.parquet" in combined
+    assert "results/predictions/test/gemma3+smollm2.adapt+voting-mbr/triviaqa.parquet" in combined
+    assert not any("/nq." in o for o in combined if ".voting/" in o) and not any(".mbr/arc_c" in o for o in combined)
 
 
 def test_dry_run_paper_config_lists_every_paper_job(tmp_path):
@@ -197,6 +208,14 @@ def test_dry_run_paper_config_lists_every_paper_job(tmp_path):
                          ("qa-top4.adapt", "triviaqa"), ("qa-top2.avg", "nq"), ("llama2", "nq")]:
         assert f"results/scores/test/{method}/{task}.parquet" in outs, (method, task)
     assert "results/decode/test/mmlu-top4.adapt/mmlu/7-of-8.parquet" in outs
+    for method, task in [("mmlu-top4.voting", "mmlu"), ("gsm8k-top4.voting", "gsm8k"), ("gsm8k-top4.mbr", "gsm8k"),
+                         ("qa-top4.mbr", "nq"), ("arc_c-top4.adapt+voting-mbr", "arc_c"),
+                         ("qa-top4.adapt+voting-mbr", "triviaqa"), ("tigerbot", "arc_c"),  # every single, every task
+                         ("scaling.k4", "gsm8k"), ("arc_c-top2.avg.eta0.5", "arc_c"), ("arc_c-top2.avg.T10", "arc_c")]:
+        assert f"results/scores/test/{method}/{task}.parquet" in outs, (method, task)
+    assert "results/plots/scaling.png" in outs and "results/plots/sweep_steps.png" in outs
+    assert "resources/scaling/nq/k4/relative/3.parquet" in outs
+    assert "mmlu-top4.mbr" not in outs and "scaling.k5" not in outs
     assert not (work / "resources").exists()  # nothing touched at DAG time
     assert "gpu=1" in proc.stdout
 

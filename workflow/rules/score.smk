@@ -8,6 +8,8 @@ rule score:
         predictions="results/predictions/{split}/{method}/{task}.parquet",
         timings="results/timings/{split}/{method}/{task}.parquet",
         scores="results/scores/{split}/{method}/{task}.parquet",
+    wildcard_constraints:
+        method=methods_of_kind("single", "ensemble", "scaling", "sweep"),  # decoded (Voting / MBR: rule combine)
     log:
         "logs/score/{split}/{method}/{task}.log",
     resources:
