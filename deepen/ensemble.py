@@ -6,6 +6,11 @@
 Each step: every member reads the same text (``sync``), gives its next-token distribution, the ``Fuser`` fuses them
 in the relative space and searches the main model's logits; the chosen token extends the main model's ids, and the
 text they decode to is re-encoded for each assistant.
+
+An encoder-decoder member (a specialist such as the translator NLLB) takes part like any other: its encoder reads the
+row's source text once (``sources``; the prompt when there is none), its decoder reads its start tokens (and the target
+language's token) followed by its own encoding of the text generated so far, resynchronised every step. It can be an
+assistant or the main model.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from deepen.errors import DeepenError
 from deepen.fuse import Fuser, FusionConfig
 from deepen.members import Member
 from deepen.relative import RelativeSpace
-from deepen.sync import CachedRunner, ReprefillRunner
+from deepen.sync import CachedRunner, EncoderDecoderRunner, ReprefillRunner
 from deepen.vocabulary import normalise_vocabulary
 
 _CONTEXT = 8  # prompt tokens decoded with the continuation, so that its first token keeps its leading space
@@ -62,6 +67,24 @@ def available_memory_bytes(device: torch.device | str = "cpu") -> int | None:
     except OSError:
         return None
     return None
+
+
+def _per_row(value, n: int, what: str) -> list:
+    """A shared value (None or str) or one value per prompt, as a list of ``n``."""
+    if value is None or isinstance(value, str):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise DeepenError(f"{what}: got {len(value)} values for {n} prompts")
+    return value
+
+
+def _join(prompt: str, continuation: str, word_start: bool) -> str:
+    """``continuation`` as it follows ``prompt``: with a space in front when it starts at a word (an encoder-decoder
+    main model's output) and the prompt does not end in whitespace."""
+    if word_start and continuation and prompt and not prompt[-1].isspace() and not continuation[0].isspace():
+        return " " + continuation
+    return continuation
 
 
 def _gb(n: int) -> str:
@@ -172,9 +195,18 @@ class Ensemble:
     def _runner(self, member: Member, rollback: bool):
         pad = member.tokenizer.pad_token_id
         pad = pad if pad is not None else (member.tokenizer.eos_token_id or 0)
+        if member.seq2seq:
+            return EncoderDecoderRunner(member.model, pad, reprefill=self.sync == "reprefill" and rollback)
         if self.sync == "reprefill" and rollback:
             return ReprefillRunner(member.model)
         return CachedRunner(member.model, pad, rollback=rollback)
+
+    def _prompt_ids(self, member: Member, texts: list[str], tgt_langs: list[str | None]) -> list[list[int]]:
+        """What a member reads before the first generated token: its prompt, or an encoder-decoder member's decoder
+        start tokens (its encoder reads the source, see ``_generate_batch``)."""
+        if member.seq2seq:
+            return [member.decoder_prefix(lang) for lang in tgt_langs]
+        return self._encode(member, texts)
 
     def _encode(self, member: Member, texts: list[str]) -> list[list[int]]:
         return member.tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -201,6 +233,9 @@ class Ensemble:
         timings: bool = False,
         shadow: Fuser | None = None,
         ignore_eos: bool = False,
+        sources: list[str | None] | None = None,
+        src_lang: str | list[str | None] | None = None,
+        tgt_lang: str | list[str | None] | None = None,
     ) -> list[Generation]:
         """Greedy ensemble decoding of ``prompts`` in batches.
 
@@ -212,6 +247,10 @@ class Ensemble:
                 every member run every step); each row's ``timings`` then counts the steps where both chose the same
                 token (``agree`` of ``compared``; ``skipped``: compared steps that fast mode did not need to fuse).
             ignore_eos: keep decoding after EOS until ``max_new_tokens`` or a stop string (benchmarks).
+            sources: per prompt, the text an encoder-decoder member's encoder reads (e.g. the sentence to translate,
+                while the prompt holds the few-shot instructions for decoder-only members); None = the prompt.
+            src_lang / tgt_lang: source and target language of each row for encoder-decoder translators ("en", "de",
+                or the member's own code), shared (str) or per prompt (list); None = the member's defaults.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -228,27 +267,37 @@ class Ensemble:
             raise DeepenError(f"stop: got {len(stops)} lists for {n} prompts")
         if choices is not None and len(choices) != n:
             raise DeepenError(f"choices: got {len(choices)} lists for {n} prompts")
+        sources, src_langs, tgt_langs = (_per_row(v, n, what) for v, what in
+                                         ((sources, "sources"), (src_lang, "src_lang"), (tgt_lang, "tgt_lang")))
         out: list[Generation] = []
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             out.extend(
                 self._generate_batch(prompts[sl], max_new_tokens, stops[sl], None if choices is None else choices[sl],
-                                     timings or shadow is not None, shadow, ignore_eos)
+                                     timings or shadow is not None, shadow, ignore_eos,
+                                     sources=sources[sl], src_langs=src_langs[sl], tgt_langs=tgt_langs[sl])
             )
         return out
 
     @torch.no_grad()
     def _generate_batch(self, prompts, max_new_tokens, stops, choices, want_timings, shadow=None,
-                        ignore_eos=False) -> list[Generation]:
+                        ignore_eos=False, sources=None, src_langs=None, tgt_langs=None) -> list[Generation]:
         t_batch = time.perf_counter()
         clock = defaultdict(float)
         members = self.members if self.fuses else self.members[:1]
         main = self.main
         texts = [[m.format_prompt(p) for p in prompts] for m in members]
         tick = time.perf_counter()
-        prompt_ids = [self._encode(m, t) for m, t in zip(members, texts)]
+        sources = sources or [None] * len(prompts)
+        src_langs, tgt_langs = src_langs or [None] * len(prompts), tgt_langs or [None] * len(prompts)
+        prompt_ids = [self._prompt_ids(m, t, tgt_langs) for m, t in zip(members, texts)]
         clock["tokenizer"] += time.perf_counter() - tick
         runners = [self._runner(m, rollback=i > 0) for i, m in enumerate(members)]
+        for m, r, t in zip(members, runners, texts):
+            if m.seq2seq:  # the encoder reads each row's source once (its prompt when it has none)
+                tick = time.perf_counter()
+                r.encode(m.encode_source([s if s is not None else p for s, p in zip(sources, t)], src_langs))
+                clock["prefill"] += time.perf_counter() - tick
         tick = time.perf_counter()
         main_logits = runners[0].prefill(prompt_ids[0])[:, : self.sizes[0]]
         clock["prefill"] += time.perf_counter() - tick
@@ -296,7 +345,8 @@ class Ensemble:
                 clock["fuse"] += time.perf_counter() - tick
                 if len(fuse_rows):
                     if assistant_logits is None:
-                        assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
+                        assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock,
+                                                                 prompt_ids)
                     logits = [main_logits] + assistant_logits
                     tick = time.perf_counter()
                     probs = [torch.softmax(lg[fuse_rows].float(), -1) for lg in logits]
@@ -310,7 +360,8 @@ class Ensemble:
                     rows = (~torch.isin(nxt.cpu(), eos)).nonzero().squeeze(-1)
                     if len(rows):
                         if assistant_logits is None:
-                            assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
+                            assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock,
+                                                                     prompt_ids)
                         probs = [torch.softmax(lg[rows].float(), -1) for lg in [main_logits] + assistant_logits]
                         other, _ = shadow.choose(main_logits[rows], probs)
                         fused_now = set(fuse_rows.tolist())
@@ -353,7 +404,8 @@ class Ensemble:
             clock["forward_main"] += time.perf_counter() - tick
             assistant_logits = None
             if self.fuser is not None and not lazy:  # paper mode and the reference scheme run every member every step
-                assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock)
+                assistant_logits = self._sync_assistants(runners, members, texts, conts, active, clock,
+                                                         prompt_ids)
 
         seconds = (time.perf_counter() - t_batch) / B
         if self.fuser is not None:
@@ -368,12 +420,22 @@ class Ensemble:
                     g.timings |= {"agree": agree[b], "compared": fused_steps[b], "skipped": skipped[b]}
         return result
 
-    def _sync_assistants(self, runners, members, texts, conts, active, clock) -> list[torch.Tensor]:
-        """Bring every assistant to the current text of each active row; returns their logits [B, |V_i|]."""
+    def _sync_assistants(self, runners, members, texts, conts, active, clock, prompt_ids) -> list[torch.Tensor]:
+        """Bring every assistant to the current text of each active row; returns their logits [B, |V_i|].
+
+        An encoder-decoder assistant reads its decoder prefix + its encoding of the continuation. When the main model
+        is an encoder-decoder, its continuation starts at a word; a decoder-only assistant reads it after a space
+        (unless its prompt ends in whitespace), as the text would follow the prompt in its demonstrations.
+        """
         out = []
         for i in range(1, len(members)):
             tick = time.perf_counter()
-            ids = self._encode(members[i], [texts[i][b] + conts[b] for b in active])
+            if members[i].seq2seq:
+                targets = members[i].encode_target([conts[b] for b in active])
+                ids = [prompt_ids[i][b] + t for b, t in zip(active, targets)]
+            else:
+                ids = self._encode(members[i], [texts[i][b] + _join(texts[i][b], conts[b], self.main.seq2seq)
+                                                 for b in active])
             clock["tokenizer"] += time.perf_counter() - tick
             tick = time.perf_counter()
             out.append(runners[i].step(ids)[:, : self.sizes[i]])

@@ -6,6 +6,11 @@ Sources, in the order they are recognised:
   * a local Hugging Face checkpoint directory (``config.json`` + weights);
   * a hub id ("mistralai/Mistral-7B-v0.1"), resolved by transformers (its cache, or a download when online).
 
+Encoder-decoder checkpoints (``config.is_encoder_decoder``: NLLB, M2M100, Marian, T5) load as sequence-to-sequence
+models. Such a *specialist* member reads a source text with its encoder and the ensemble's output so far with its
+decoder: ``Member.encode_source``, ``Member.decoder_prefix`` and ``Member.encode_target`` say how, including the
+language tokens of multilingual translators (NLLB's "deu_Latn", M2M100's "__de__").
+
 GGUF files are dequantised by transformers, which takes 20-55 s on a CPU; we do it once and *materialise* the result
 as a safetensors directory under the cache dir (``$DEEPEN_HOME``, default ``~/.cache/deepen``), which then loads in
 seconds. The materialised directory carries ``deepen.json`` with its fingerprint.
@@ -211,6 +216,24 @@ def check_vocabulary(tokenizer, source: str) -> None:
                           "its tokenizer files are empty or broken")
 
 
+def is_encoder_decoder(model_or_config) -> bool:
+    """Whether a model (or its config) is an encoder-decoder (sequence-to-sequence) model."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def auto_model_class(target: str, trust_remote_code: bool = False):
+    """The transformers auto class that loads ``target``: AutoModelForSeq2SeqLM for encoder-decoder checkpoints,
+    AutoModelForCausalLM otherwise (also when the config cannot be read here: the load then reports the problem)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    try:
+        config = AutoConfig.from_pretrained(target, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError):
+        return AutoModelForCausalLM
+    return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
+
+
 def context_window(model) -> int | None:
     """The longest sequence ``model`` reads (``max_position_embeddings`` of its text config), None when unknown."""
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -220,14 +243,16 @@ def context_window(model) -> int | None:
 
 @dataclass
 class Member:
-    """One model of the ensemble: a causal LM, its tokenizer, and how it formats prompts.
+    """One model of the ensemble: a causal LM (or an encoder-decoder model), its tokenizer, and how it reads text.
 
     Attributes:
         name: short display name (used in tables and column names).
-        model: a transformers causal LM in eval mode.
+        model: a transformers causal LM, or a sequence-to-sequence model (``seq2seq``), in eval mode.
         tokenizer: its tokenizer.
         source: where it came from (embedded name, path or hub id).
         chat_template: wrap prompts in the tokenizer's chat template (off by default, as in the paper).
+        src_lang / tgt_lang: default source and target languages of an encoder-decoder translator ("en", "de", or the
+            model's own code such as "deu_Latn"), used where a prompt row names none.
     """
 
     name: str
@@ -235,6 +260,8 @@ class Member:
     tokenizer: object
     source: str = ""
     chat_template: bool = False
+    src_lang: str | None = None
+    tgt_lang: str | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -263,6 +290,90 @@ class Member:
         if eos is not None:
             ids.update(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
         return frozenset(ids)
+
+    @property
+    def seq2seq(self) -> bool:
+        """An encoder-decoder member: its encoder reads a source text, its decoder the generated text."""
+        return is_encoder_decoder(self.model)
+
+    def language_token(self, lang: str | None) -> str | None:
+        """The vocabulary token that names language ``lang`` for this member, or None when it has none.
+
+        ``lang`` is an ISO 639-1 code ("de") or already the member's own code. Tried in order, among the special
+        tokens only (a code such as "en" is also an ordinary subword): its FLORES-200 code (NLLB: "deu_Latn"), the
+        M2M100 form "__de__", and ``lang`` itself. A multilingual translator (a tokenizer with a ``src_lang``) that
+        knows none of them is an error: decoding without the language token would translate into whatever language
+        the model guesses.
+        """
+        from deepen.languages import flores_code
+
+        if not lang:
+            return None
+        tok = self.tokenizer
+        special = set(tok.all_special_tokens) | {t.content for t in tok.added_tokens_decoder.values() if t.special}
+        for candidate in (flores_code(lang), f"__{lang}__", lang):
+            if candidate and candidate in special:
+                return candidate
+        if hasattr(self.tokenizer, "src_lang"):
+            raise DeepenError(f"member {self.name!r} has no language token for {lang!r} (tried "
+                              f"{flores_code(lang)!r}, '__{lang}__', {lang!r})")
+        return None
+
+    def encode_source(self, texts: list[str], langs: list[str | None] | None = None) -> list[list[int]]:
+        """Encoder ids of an encoder-decoder member for each source text, with the source language's token where
+        the tokenizer uses one (NLLB: [eng_Latn] + text + [</s>]); rows are grouped by language because the
+        tokenizer's ``src_lang`` is a setting, restored afterwards."""
+        langs = list(langs) if langs is not None else [None] * len(texts)
+        langs = [lang or self.src_lang for lang in langs]
+        tok = self.tokenizer
+        out: list[list[int] | None] = [None] * len(texts)
+        for lang in dict.fromkeys(langs):
+            rows = [i for i, x in enumerate(langs) if x == lang]
+            code = self.language_token(lang)
+            previous = getattr(tok, "src_lang", None)
+            if code is not None and hasattr(tok, "src_lang"):
+                # M2M100's tokenizer takes the bare code ("de") and adds the underscores itself
+                bare = code[2:-2] if code.startswith("__") and code.endswith("__") else code
+                tok.src_lang = bare if hasattr(tok, "get_lang_token") else code
+            try:
+                ids = tok([texts[i] for i in rows], add_special_tokens=True)["input_ids"]
+            finally:
+                if code is not None and hasattr(tok, "src_lang") and previous is not None:
+                    tok.src_lang = previous
+            for i, row in zip(rows, ids):
+                out[i] = list(row)
+        return out
+
+    def decoder_prefix(self, lang: str | None = None) -> list[int]:
+        """The ids an encoder-decoder member's decoder starts from: its decoder start token, then the target
+        language's token where the model has one (NLLB and M2M100 force it as the first generated token)."""
+        config = self.model.config
+        gen = getattr(self.model, "generation_config", None)
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is None and gen is not None:
+            start = getattr(gen, "decoder_start_token_id", None)
+        if start is None:
+            start = config.pad_token_id if config.pad_token_id is not None else self.tokenizer.bos_token_id
+        if start is None:
+            raise DeepenError(f"member {self.name!r}: an encoder-decoder model without a decoder start token")
+        prefix = [int(start)]
+        code = self.language_token(lang or self.tgt_lang)
+        if code is not None:
+            prefix.append(int(self.tokenizer.convert_tokens_to_ids(code)))
+        elif hasattr(self.tokenizer, "src_lang"):
+            raise DeepenError(f"member {self.name!r} translates into many languages: give a target language "
+                              "(the task's, or tgt_lang)")
+        return prefix
+
+    def encode_target(self, texts: list[str]) -> list[list[int]]:
+        """Decoder ids (after ``decoder_prefix``) of an encoder-decoder member for the text generated so far.
+
+        Leading whitespace is dropped: the text continues a prompt such as "German:" for the decoder-only members,
+        while a translator's target starts at its first word (SentencePiece adds the word-initial '▁' itself).
+        """
+        if not texts:
+            return []
+        return [list(r) for r in self.tokenizer([t.lstrip() for t in texts], add_special_tokens=False)["input_ids"]]
 
     def format_prompt(self, prompt: str) -> str:
         """The text this member sees for a user prompt (plain, or through its chat template)."""
@@ -294,6 +405,8 @@ def load_member(
     chat_template: bool = False,
     name: str | None = None,
     trust_remote_code: bool = False,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
 ) -> Member:
     """Load one member from an embedded name, a GGUF file, a checkpoint directory or a hub id.
 
@@ -303,8 +416,11 @@ def load_member(
         device_map: passed to transformers for models that need several GPUs ("auto").
         cache_dir: where GGUF files are materialised (default ``$DEEPEN_HOME`` or ``~/.cache/deepen``).
         trust_remote_code: allow a hub model's own modelling code (InternLM, Skywork need it).
+        src_lang / tgt_lang: default languages of an encoder-decoder translator (see ``Member``).
+
+    Encoder-decoder checkpoints (``config.is_encoder_decoder``) load with AutoModelForSeq2SeqLM.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     display, target = locate(source, cache_dir)
     device = resolve_device(device)
@@ -321,7 +437,7 @@ def load_member(
         kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
         if device_map is not None:
             kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(target, **kwargs)
+        model = auto_model_class(target, trust_remote_code).from_pretrained(target, **kwargs)
     except OSError as exc:
         raise _load_error(source, exc) from exc
     if device_map is None:
@@ -330,19 +446,31 @@ def load_member(
     meta = Path(target) / "deepen.json"
     fp = json.loads(meta.read_text()).get("fingerprint") if meta.is_file() else None
     return Member(name=name or display, model=model, tokenizer=tokenizer, source=str(source),
-                  chat_template=chat_template, _fingerprint=fp)
+                  chat_template=chat_template, src_lang=src_lang, tgt_lang=tgt_lang, _fingerprint=fp)
 
 
-def context_error(members: list[Member], prompt: str, max_new_tokens: int) -> str | None:
+def context_error(members: list[Member], prompt: str, max_new_tokens: int, source: str | None = None,
+                  src_lang: str | None = None, tgt_lang: str | None = None) -> str | None:
     """Why ``prompt`` cannot be decoded for ``max_new_tokens`` tokens within every member's context window, or None.
 
     A member reads its prompt plus all generated tokens but the last, so a prompt of n tokens fits a window of W when
     n + max_new_tokens - 1 <= W. Assistants are checked on their own encoding of the prompt with the main model's
     budget (their encoding of the continuation may differ; ``deepen.sync`` then raises ``ContextWindowError``).
+    An encoder-decoder member reads ``source`` (default: the prompt) with its encoder and only its decoder prefix and
+    the generated tokens with its decoder; both must fit.
     """
     for member in members:
         window = context_window(member.model)
         if window is None:
+            continue
+        if member.seq2seq:
+            n = len(member.encode_source([source if source is not None else prompt], [src_lang])[0])
+            if n > window:
+                return f"source of {n} tokens exceeds the context window of {window} tokens of {member.name}"
+            n = len(member.decoder_prefix(tgt_lang))
+            if n + max_new_tokens - 1 > window:
+                return (f"{max_new_tokens} new tokens exceed the decoder's context window of {window} tokens of "
+                        f"{member.name}")
             continue
         n = len(member.tokenizer(member.format_prompt(prompt), add_special_tokens=True)["input_ids"])
         if n + max_new_tokens - 1 > window:

@@ -5,6 +5,8 @@ ids plus the chosen tokens; assistant: its own re-encoding of the same text). ``
 only feeds what changed: it keeps the longest common prefix with the ids it already holds, rolls the cache back to
 that prefix and feeds the new suffix (method.md §4). ``ReprefillRunner`` is the release's scheme (re-run the whole
 sequence every step, one row at a time): slow, kept as the reference for tests and benchmarks.
+``EncoderDecoderRunner`` does the same for an encoder-decoder member: its encoder reads each row's source once, its
+decoder is resynchronised like ``CachedRunner`` (with its own batch layout, see the class).
 
 Batch layout of ``CachedRunner``'s cache: each row is [left padding][its real tokens], all rows the same length.
 Rows that change by different amounts are handled without ever leaving stale entries between real tokens: the cache is
@@ -160,6 +162,144 @@ class CachedRunner:
         self.mask = self.mask[idx]
         self.ids = [self.ids[i] for i in rows]
         self.garbage = [self.garbage[i] for i in rows]
+
+
+class EncoderDecoderRunner:
+    """Runs an encoder-decoder member over a batch: the encoder reads each row's source once (``encode``), the decoder
+    reads ids that change a little every step, with a KV cache that keeps only what is still valid.
+
+    Batch layout. Sequence-to-sequence decoders in transformers (BART, Marian, M2M100/NLLB) take their positions from
+    the cache length and accept no position ids, so left padding would shift every real token of a shorter row. Rows
+    are therefore RIGHT-padded, [real tokens][padding], every real token at its true position. To resynchronise, the
+    self-attention cache is cropped to the shortest kept prefix of any row (slots before it hold real, still valid
+    tokens of every row), each row feeds its ids from there, padded on the right, and those pads are cropped again
+    before the next forward. A row that kept more than the shortest one re-feeds the difference: exact for every
+    architecture at the price of a few extra decoder tokens. The encoder outputs and the cross-attention cache are
+    computed once per batch and kept (cropping touches only the self-attention cache).
+
+    Args:
+        model: a transformers sequence-to-sequence model (``config.is_encoder_decoder``).
+        pad_id: its padding id (masked; M2M100 also gives it no position).
+        reprefill: the release's scheme as a reference: every step re-runs encoder and decoder on each row alone,
+            without padding and without a cache.
+    """
+
+    def __init__(self, model, pad_id: int, rollback: bool = True, reprefill: bool = False):
+        import inspect
+
+        self.model = model
+        self.pad_id = int(pad_id)
+        self.reprefill = reprefill
+        self.device = model.get_input_embeddings().weight.device
+        self.max_len = _context_window(model)
+        self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.sources: list[list[int]] = []
+        self.encoder_out = None  # BaseModelOutput with last_hidden_state [B, S, d]
+        self.source_mask: torch.Tensor | None = None  # [B, S]
+        self.cache = None
+        self.ids: list[list[int]] = []
+        self.tokens_fed = 0  # real decoder tokens fed (for benchmarks)
+
+    def _check_length(self, ids: list[list[int]], what: str = "sequence"):
+        if self.max_len is not None:
+            for row in ids:
+                if len(row) > self.max_len:
+                    raise ContextWindowError(
+                        f"a {what} of {len(row)} tokens exceeds the model's context window of {self.max_len}")
+
+    @torch.no_grad()
+    def encode(self, source_ids: list[list[int]]) -> None:
+        """Run the encoder once on each row's source ids (right padded) and start the decoder afresh."""
+        self._check_length(source_ids, "source")
+        if any(len(r) == 0 for r in source_ids):
+            raise DeepenError("empty source: an encoder-decoder member got no tokens to read")
+        self.sources = [list(r) for r in source_ids]
+        self.cache = None
+        self.ids = []
+        if self.reprefill:
+            return
+        width = max(len(r) for r in source_ids)
+        inp = torch.tensor([list(r) + [self.pad_id] * (width - len(r)) for r in source_ids], device=self.device)
+        self.source_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in source_ids],
+                                        dtype=torch.long, device=self.device)
+        self.encoder_out = self.model.get_encoder()(input_ids=inp, attention_mask=self.source_mask, return_dict=True)
+
+    def _new_cache(self):
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        return EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+    @torch.no_grad()
+    def _feed(self, ids: list[list[int]], start: int) -> torch.Tensor:
+        """Feed ids[b][start:] of every row on top of a cache holding ``start`` valid slots; logits [B, V] (fp32)."""
+        rows = [r[start:] for r in ids]
+        width = max(len(r) for r in rows)
+        chunk = torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * (start + len(r)) + [0] * (width - len(r)) for r in rows], dtype=torch.long,
+                            device=self.device)
+        last = [len(r) - 1 for r in rows]
+        kwargs = {}
+        if self.keeps_logits:
+            kwargs["logits_to_keep"] = width - min(last)
+        out = self.model(encoder_outputs=self.encoder_out, attention_mask=self.source_mask, decoder_input_ids=chunk,
+                         decoder_attention_mask=mask, past_key_values=self.cache, use_cache=True, **kwargs)
+        offset = width - out.logits.shape[1]
+        idx = torch.tensor([i - offset for i in last], device=self.device)
+        self.tokens_fed += sum(len(r) for r in rows)
+        return out.logits[torch.arange(len(rows), device=self.device), idx].float()
+
+    @torch.no_grad()
+    def _reprefill(self, ids: list[list[int]]) -> torch.Tensor:
+        out = []
+        for src, row in zip(self.sources, ids):
+            logits = self.model(input_ids=torch.tensor([src], device=self.device),
+                                decoder_input_ids=torch.tensor([row], device=self.device), use_cache=False).logits
+            out.append(logits[0, -1].float())
+            self.tokens_fed += len(row)
+        return torch.stack(out)
+
+    def prefill(self, ids: list[list[int]]) -> torch.Tensor:
+        """Start the decoder from scratch on ``ids`` (after ``encode``); returns next-token logits [B, V]."""
+        if len(ids) != len(self.sources):
+            raise DeepenError(f"{len(ids)} decoder rows for {len(self.sources)} encoded sources; call encode first")
+        self._check_length(ids)
+        if any(len(r) == 0 for r in ids):
+            raise DeepenError("empty decoder prefix: an encoder-decoder member needs at least its start token")
+        self.ids = [list(r) for r in ids]
+        if self.reprefill:
+            return self._reprefill(ids)
+        self.cache = self._new_cache()
+        return self._feed(ids, 0)
+
+    def step(self, ids: list[list[int]]) -> torch.Tensor:
+        """Bring every row's decoder to ``ids`` (feeding only what changed); returns next-token logits [B, V]."""
+        if not self.ids:
+            return self.prefill(ids)
+        self._check_length(ids)
+        if self.reprefill:
+            self.ids = [list(r) for r in ids]
+            return self._reprefill(ids)
+        # keep the common prefix, but always feed at least one token: we need logits after the last one
+        start = min(min(common_prefix(old, new), len(new) - 1) for old, new in zip(self.ids, ids))
+        held = self.cache.get_seq_length()
+        if held > start:
+            self.cache.crop(start - held)
+        self.ids = [list(r) for r in ids]
+        return self._feed(ids, start)
+
+    def select(self, rows: list[int]) -> None:
+        """Keep only ``rows`` of the batch (finished rows leave)."""
+        if len(rows) == len(self.sources):
+            return
+        self.sources = [self.sources[i] for i in rows]
+        self.ids = [self.ids[i] for i in rows] if self.ids else []
+        if self.reprefill or self.encoder_out is None:
+            return
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.encoder_out.last_hidden_state = self.encoder_out.last_hidden_state[idx]
+        self.source_mask = self.source_mask[idx]
+        if self.cache is not None:
+            self.cache.batch_select_indices(idx)
 
 
 class ReprefillRunner:

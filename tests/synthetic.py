@@ -24,6 +24,14 @@ Tokenizer styles
 
 Both main styles are trained on the same corpus so they share many whole-word
 tokens (``Ġthe`` and ``▁the`` both decode to ``" the"``).
+
+Encoder-decoder member
+----------------------
+``build_seq2seq_member`` makes a tiny NLLB look-alike: transformers' own
+``NllbTokenizer`` around a BPE trained here (``▁`` word prefix, Metaspace), with
+the language tokens ``eng_Latn`` ``deu_Latn`` ``ron_Latn`` as specials, and a
+random ``M2M100ForConditionalGeneration`` (NLLB's architecture; decoder start
+``</s>``, then the target language token).
 """
 
 from __future__ import annotations
@@ -51,6 +59,9 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    M2M100Config,
+    M2M100ForConditionalGeneration,
+    NllbTokenizer,
     PreTrainedTokenizerFast,
 )
 
@@ -71,6 +82,10 @@ __all__ = [
     "build_pair",
     "decoded_vocab",
     "common_decoded_strings",
+    "NLLB_LANGUAGES",
+    "make_nllb_tokenizer",
+    "make_tiny_m2m100",
+    "build_seq2seq_member",
 ]
 
 STYLES = ("bytelevel", "sentencepiece", "plain")
@@ -478,6 +493,81 @@ def make_tiny_llama(
             setattr(gc, attr, None)
     model.eval()
     return model
+
+
+NLLB_LANGUAGES = ["eng_Latn", "deu_Latn", "ron_Latn"]
+
+
+@functools.lru_cache(maxsize=None)
+def _nllb_vocab_and_merges(vocab_size: int):
+    lines = [line for para in make_corpus() for line in para.split("\n") if line]
+    tr = Tokenizer(models.BPE(unk_token="<unk>"))
+    tr.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always", split=True)
+    n_special = 5 + len(NLLB_LANGUAGES)  # <s> <pad> </s> <unk> + <mask> and the language codes, added after
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - n_special + 4, min_frequency=2,
+                                  special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False)
+    tr.train_from_iterator(lines, trainer=trainer)
+    return _model_vocab_and_merges(tr)
+
+
+def make_nllb_tokenizer(vocab_size: int = 512) -> NllbTokenizer:
+    """NLLB-style tokenizer (transformers' ``NllbTokenizer``) over a BPE trained on the synthetic corpus.
+
+    ids: 0 ``<s>``, 1 ``<pad>``, 2 ``</s>``, 3 ``<unk>``, then learned pieces with the ``▁`` word prefix, then
+    ``<mask>`` and the language tokens (special). Encoding a source gives ``[eng_Latn] + pieces + [</s>]``
+    (``src_lang``); characters outside the learned alphabet (newline) become ``<unk>``.
+    """
+    vocab, merges = _nllb_vocab_and_merges(vocab_size)
+    return NllbTokenizer(vocab=dict(vocab), merges=list(merges), extra_special_tokens=list(NLLB_LANGUAGES),
+                         src_lang="eng_Latn", model_max_length=1024)
+
+
+def make_tiny_m2m100(tokenizer, seed: int, d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64,
+                     max_position_embeddings: int = 512, init_std: float = 0.2, embed_std: float = 1.0,
+                     logit_scale: float = 4.0) -> M2M100ForConditionalGeneration:
+    """Random tiny ``M2M100ForConditionalGeneration`` (NLLB's architecture, float32, eval) for ``tokenizer``.
+
+    Weights are a pure function of ``seed`` and the shapes (as ``make_tiny_llama``). Unlike NLLB, the output layer
+    is not tied to the input embeddings: a random tied model just repeats its last input token (the residual stream
+    carries that token's embedding), which makes dull tests.
+    """
+    config = M2M100Config(
+        vocab_size=len(tokenizer), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        max_position_embeddings=max_position_embeddings, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        encoder_layerdrop=0.0, decoder_layerdrop=0.0, scale_embedding=True, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(config).to(torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.startswith("lm_head"):
+                p.copy_(torch.randn(p.shape, generator=gen) * logit_scale / d_model**0.5)
+            elif "shared" in name or "embed_tokens" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * embed_std)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * init_std)
+    gc = model.generation_config
+    gc.decoder_start_token_id = tokenizer.eos_token_id
+    gc.bos_token_id = tokenizer.bos_token_id
+    gc.eos_token_id = tokenizer.eos_token_id
+    gc.pad_token_id = tokenizer.pad_token_id
+    gc.do_sample = False
+    model.eval()
+    return model
+
+
+def build_seq2seq_member(tmpdir, seed: int = 2, d_model: int = 32, name: str = "nllb", vocab_size: int = 512,
+                         **model_kwargs) -> str:
+    """Build the NLLB-style tokenizer + tiny M2M100 and save them to ``tmpdir/name``; returns the directory."""
+    tok = make_nllb_tokenizer(vocab_size)
+    model = make_tiny_m2m100(tok, seed=seed, d_model=d_model, **model_kwargs)
+    return save_member(os.path.join(os.fspath(tmpdir), name), tok, model)
 
 
 def save_member(dirpath, tokenizer, model) -> str:
