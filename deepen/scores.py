@@ -1,12 +1,15 @@
 """Metrics of the DeePEn evaluation: small pure functions on strings.
 
-Three metrics cover the six tasks (see `deepen.tasks`):
+Four metrics cover the tasks (see `deepen.tasks`):
 
 - ``"choice"`` (MMLU, ARC-C, PIQA): the predicted option label equals the gold label;
 - ``"gsm8k"``: the last number of the output equals the gold number;
-- ``"em"`` (TriviaQA, NQ): exact match after SQuAD normalisation, max over the gold aliases.
+- ``"em"`` (TriviaQA, NQ): exact match after SQuAD normalisation, max over the gold aliases;
+- ``"bleu"`` (translation): sacreBLEU. The task score is *corpus* BLEU (`corpus_bleu`), which is not the mean of
+  per-row scores; per row we keep sentence BLEU (`sentence_bleu`, effective n-gram order) for per-row tables.
 
-`score_row` dispatches on a task's metric; `accuracy` turns per-row 0/1 scores into percent.
+`score_row` dispatches on a task's metric (0/1, or sentence BLEU / 100); `accuracy` turns per-row 0/1 scores into
+percent.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ __all__ = [
     "choice_correct",
     "score_row",
     "accuracy",
+    "translation_output",
+    "sentence_bleu",
+    "corpus_bleu",
 ]
 
 _PUNCTUATION = frozenset(string.punctuation)
@@ -124,6 +130,42 @@ def choice_correct(predicted_letter: str | None, gold_letter: str) -> float:
     return float(predicted_letter.strip() == gold_letter.strip())
 
 
+def translation_output(text: str) -> str:
+    """The translation in a generated text: its first line, stripped (decoder-only members stop at a newline, and
+    anything after one is not part of the sentence)."""
+    return text.split("\n", 1)[0].strip()
+
+
+def sentence_bleu(prediction: str, references: str | Sequence[str]) -> float:
+    """sacreBLEU sentence BLEU (0-100, default 13a tokenisation, effective order) of one translation."""
+    import sacrebleu
+
+    refs = [references] if isinstance(references, str) else list(references)
+    if not refs:
+        raise ValueError("sentence_bleu needs at least one reference")
+    return min(100.0, float(sacrebleu.sentence_bleu(translation_output(prediction), refs).score))
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, str]:
+    """sacreBLEU corpus BLEU (0-100, default 13a tokenisation) and its signature (for reproducibility).
+
+    ``references[i]`` holds the references of prediction i; every row needs the same number of them.
+    """
+    import sacrebleu
+
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference lists")
+    if not predictions:
+        raise ValueError("corpus BLEU of an empty corpus is undefined")
+    n_refs = {len(r) for r in references}
+    if len(n_refs) != 1 or 0 in n_refs:
+        raise ValueError(f"every row needs the same number (>= 1) of references, got {sorted(n_refs)}")
+    streams = [list(stream) for stream in zip(*references)]
+    metric = sacrebleu.BLEU()
+    result = metric.corpus_score([translation_output(p) for p in predictions], streams)
+    return float(result.score), str(metric.get_signature())
+
+
 def score_row(
     task_name: str,
     prediction_text: str,
@@ -131,7 +173,7 @@ def score_row(
     choice: str | None = None,
     choices: Sequence[str] | None = None,
 ) -> float:
-    """Score one prediction with the metric of task ``task_name``; returns 0.0 or 1.0.
+    """Score one prediction with the metric of task ``task_name``; returns 0.0 or 1.0 (BLEU: sentence BLEU / 100).
 
     ``answers`` is the prompt row's gold list (one letter for multiple choice, one number for
     GSM8K, the aliases for QA). For multiple-choice tasks, ``choice`` is the label picked by
@@ -150,6 +192,8 @@ def score_row(
         return gsm8k_correct(prediction_text, answers[0])
     if metric == "em":
         return exact_match(prediction_text, answers)
+    if metric == "bleu":
+        return sentence_bleu(prediction_text, answers) / 100.0
     raise ValueError(f"task {task_name!r} has unknown metric {metric!r}")
 
 

@@ -1,4 +1,5 @@
-"""The six evaluation tasks of the DeePEn paper, as data in a registry.
+"""The evaluation tasks of the DeePEn paper, as data in a registry: the six benchmarks of its Table 1 and the
+translation directions of its LLM + specialist experiment (LLaMA2-13B with the translator NLLB-600M).
 
 A `Task` says where a task's rows live (the authors' split files under the data dir, or a
 Hugging Face Hub fallback), how one row becomes prompt text, how many demonstrations precede
@@ -7,12 +8,16 @@ it, how long to generate, where to stop, and which metric of `deepen.scores` gra
 same columns `write_prompts` stores in Parquet):
 
     id              str        stable, e.g. "mmlu/anatomy/00012", "gsm8k/00042", "piqa/dev/00123"
-    task            str        registry name: mmlu, arc_c, piqa, gsm8k, triviaqa, nq
+    task            str        registry name: mmlu, arc_c, piqa, gsm8k, triviaqa, nq, flores_en_de, ...
     prompt          str        exact text given to the model (no BOS: the tokenizer adds it)
     answers         list[str]  gold: [letter] for multiple choice, [number] for GSM8K, aliases for QA
     choices         list[str]  option labels for multiple choice (["A","B","C","D"]), [] otherwise
     max_new_tokens  int        1 for multiple choice, 512 GSM8K, 10 TriviaQA/NQ
     stop            list[str]  stop strings ("\\n", or "\\n\\n" for GSM8K)
+    source          str|null   what an encoder-decoder member's encoder reads (translation: the source
+                               sentence); null = the prompt
+    source_lang     str|null   translation: ISO 639-1 code of the source language ("en")
+    target_lang     str|null   translation: ISO 639-1 code of the target language ("de")
 
 Prompt templates are those of the authors' release (OrangeInSouth/DeePEn, `confs/*`), as
 summarised in docs/method.md §5: prompt = instruction header + demonstrations + question.
@@ -28,6 +33,19 @@ Splits. "test" is the paper's test set. "dev" is what the paper tunes on:
             file (the authors' choice, kept as is; it overlaps the test set);
   nq        the authors' 1,600-question sample of NQ train.
 "demos" holds the few-shot demonstrations (MMLU: the 5 dev rows of the same subject).
+
+Translation (flores_en_de, flores_de_en, flores_en_ro, flores_ro_en): FLORES-200 sentence pairs, BLEU
+(sacreBLEU corpus BLEU; see `deepen.scores`). Local files, one JSON object per line with the
+source and the reference translation, ``{"source": "...", "target": "..."}``, under
+``<data dir>/FLORES/<src>-<tgt>/``: ``devtest.jsonl`` (test: FLORES devtest, 1,012 pairs),
+``dev.jsonl`` (dev, for DeePEn-Adapt weights) and ``demos.jsonl`` (its first 5 pairs are the
+demonstrations; keep them out of dev.jsonl). Without local files, ``hub=True`` reads FLORES+
+(openlanguagedata/flores_plus, a gated dataset: accept its terms and log in once): test =
+devtest, demos = dev[:5], dev = dev[5:], one config per language (eng_Latn, deu_Latn,
+ron_Latn) joined by sentence id. The prompt for decoder-only members is 5-shot,
+"Translate the following sentences from English to German.\\nEnglish: {source}\\nGerman:"
+after demonstrations "English: {source}\\nGerman: {target}\\n", stopping at a newline; an
+encoder-decoder member reads the source sentence alone (``source``).
 
 Row ids number rows by their 0-based position in their source file (per subject for MMLU);
 ids of non-test splits carry the split ("gsm8k/dev/00042"). MMLU rows come in one fixed
@@ -47,6 +65,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +73,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepen.errors import DeepenError
+from deepen.languages import flores_code, language_name
 from deepen.scores import last_number
 
 __all__ = [
@@ -73,6 +93,9 @@ __all__ = [
     "prompts_table",
     "write_prompts",
     "read_prompts",
+    "translation_task",
+    "flores_from_hub",
+    "OPTIONAL_COLUMNS",
 ]
 
 Row = dict[str, Any]
@@ -96,7 +119,9 @@ class Task:
     ``hub_*`` describe the fallback through the Hugging Face Hub: ``hub_splits`` maps our split
     names to `datasets` split specs and ``hub_row`` maps one hub record to our row dict. The
     hub copies are the public benchmarks, not the authors' subsets or demonstrations, so hub
-    numbers are not comparable to the paper's.
+    numbers are not comparable to the paper's. Parallel corpora stored one config per language
+    (FLORES+) set ``hub_configs``: the split is loaded from each and ``hub_row`` receives the
+    list of aligned records.
     """
 
     name: str
@@ -109,7 +134,7 @@ class Task:
     n_shot: int
     max_new_tokens: int
     stop: tuple[str, ...]
-    metric: str  # "choice" | "gsm8k" | "em", see deepen.scores
+    metric: str  # "choice" | "gsm8k" | "em" | "bleu", see deepen.scores
     header: str = ""  # instruction before the demonstrations
     grouped: bool = False  # one file per subject (MMLU)
     dev_sample: int | None = None  # dev = this many rows sampled from dev_path (local files only)
@@ -119,6 +144,10 @@ class Task:
     hub_revision: str | None = None
     hub_splits: tuple[tuple[str, str], ...] = ()
     hub_row: Callable[[Row], Row] | None = None
+    hub_configs: tuple[str, ...] = ()  # parallel data: one config per language; hub_row gets one record of each
+    source: Callable[[Row], str] | None = None  # what an encoder-decoder member's encoder reads (None: the prompt)
+    source_lang: str | None = None  # translation: ISO 639-1 codes of the language pair
+    target_lang: str | None = None
 
     def path(self, split: str) -> str:
         """The data-dir-relative path of ``split`` ("test", "dev" or "demos")."""
@@ -311,6 +340,71 @@ def nq_from_hub(record: Row) -> Row:
     return {"question": record["question"], "answer": list(record["answer"])}
 
 
+def flores_from_hub(records: Sequence[Row]) -> Row:
+    """openlanguagedata/flores_plus, one record per language config (source first, then target):
+    {id, iso_639_3, iso_15924, glottocode, text, url, domain, topic, ...}. The two must be the
+    same sentence (same id). facebook/flores' parquet configs, which call the text "sentence",
+    map the same way."""
+    source, target = records
+    if source["id"] != target["id"]:
+        raise TaskError(f"FLORES records are not aligned: source id {source['id']}, target id {target['id']}")
+    text = lambda r: r["text"] if "text" in r else r["sentence"]  # noqa: E731
+    return {"source": text(source), "target": text(target), "flores_id": source["id"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Translation rows: {"source": sentence, "target": reference translation}
+
+
+def translation_gold(row: Row) -> list[str]:
+    """The reference translation, as a one-element list (the source must be there too)."""
+    for key, what in (("source", "source sentence"), ("target", "reference translation")):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise TaskError(f"missing {what} ({key!r})")
+    return [row["target"]]
+
+
+def translation_source(row: Row) -> str:
+    return row["source"]
+
+
+def translation_header(src: str, tgt: str) -> str:
+    return f"Translate the following sentences from {language_name(src)} to {language_name(tgt)}.\n"
+
+
+def translation_prompt(row: Row, src: str, tgt: str) -> str:
+    return f"{language_name(src)}: {row['source']}\n{language_name(tgt)}:"
+
+
+def translation_demo(row: Row, src: str, tgt: str) -> str:
+    return f"{translation_prompt(row, src, tgt)} {translation_gold(row)[0]}\n"
+
+
+def translation_task(src: str, tgt: str) -> Task:
+    """FLORES-200 translation from ``src`` to ``tgt`` (ISO 639-1 codes), 5-shot, BLEU (module docstring)."""
+    return Task(
+        name=f"flores_{src}_{tgt}",
+        test_path=f"FLORES/{src}-{tgt}/devtest.jsonl",
+        dev_path=f"FLORES/{src}-{tgt}/dev.jsonl",
+        demos_path=f"FLORES/{src}-{tgt}/demos.jsonl",
+        template=partial(translation_prompt, src=src, tgt=tgt),
+        demo_template=partial(translation_demo, src=src, tgt=tgt),
+        gold=translation_gold,
+        n_shot=5,
+        max_new_tokens=256,
+        stop=("\n",),
+        metric="bleu",
+        header=translation_header(src, tgt),
+        hub_id="openlanguagedata/flores_plus",
+        hub_splits=(("test", "devtest"), ("dev", "dev[5:]"), ("demos", "dev[:5]")),
+        hub_row=flores_from_hub,
+        hub_configs=(flores_code(src), flores_code(tgt)),
+        source=translation_source,
+        source_lang=src,
+        target_lang=tgt,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry
 
@@ -430,6 +524,11 @@ TASKS: dict[str, Task] = {
             hub_splits=(("test", "validation"), ("dev", "train[:1600]"), ("demos", "train[-5:]")),
             hub_row=nq_from_hub,
         ),
+        # The LLM + specialist experiment: En<->De and En<->Ro.
+        translation_task("en", "de"),
+        translation_task("de", "en"),
+        translation_task("en", "ro"),
+        translation_task("ro", "en"),
     ]
 }
 
@@ -551,9 +650,16 @@ def _load_hub(task: Task, split: str) -> list[Row]:
     spec = dict(task.hub_splits).get(split)
     if task.hub_id is None or task.hub_row is None or spec is None:
         raise TaskError(f"task {task.name!r} has no Hub source for its {split} split")
-    records = datasets.load_dataset(task.hub_id, task.hub_config, split=spec, revision=task.hub_revision)
+    if task.hub_configs:  # parallel data stored one config per language: records aligned by position
+        parts = [datasets.load_dataset(task.hub_id, config, split=spec, revision=task.hub_revision)
+                 for config in task.hub_configs]
+        if len({len(p) for p in parts}) != 1:
+            raise TaskError(f"{task.hub_id} {spec}: configs {task.hub_configs} differ in length")
+        records = [list(aligned) for aligned in zip(*parts)]
+    else:
+        records = datasets.load_dataset(task.hub_id, task.hub_config, split=spec, revision=task.hub_revision)
     rows = [task.hub_row(record) for record in records]
-    where = f"{task.hub_id} ({task.hub_config}) {spec}"
+    where = f"{task.hub_id} ({'+'.join(task.hub_configs) or task.hub_config}) {spec}"
     if not rows:
         raise TaskError(f"{where}: empty split (no rows)")
     for i, row in enumerate(rows):
@@ -667,6 +773,9 @@ def build_prompts(
                 "choices": _mc_labels(row) if task.multiple_choice else [],
                 "max_new_tokens": task.max_new_tokens,
                 "stop": list(task.stop),
+                "source": task.source(row) if task.source else None,
+                "source_lang": task.source_lang,
+                "target_lang": task.target_lang,
             }
         )
     return prompts
@@ -684,13 +793,19 @@ PROMPT_SCHEMA = pa.schema(
         ("choices", pa.list_(pa.string())),
         ("max_new_tokens", pa.int32()),
         ("stop", pa.list_(pa.string())),
+        ("source", pa.string()),
+        ("source_lang", pa.string()),
+        ("target_lang", pa.string()),
     ]
 )
+#: Columns a prompt row may leave out (null): only translation rows fill them.
+OPTIONAL_COLUMNS = ("source", "source_lang", "target_lang")
 
 
 def prompts_table(rows: Sequence[Row]) -> pa.Table:
-    """Prompt rows as a table with `PROMPT_SCHEMA` (extra keys are dropped)."""
-    columns = [{name: row[name] for name in PROMPT_SCHEMA.names} for row in rows]
+    """Prompt rows as a table with `PROMPT_SCHEMA` (extra keys are dropped, optional ones default to null)."""
+    columns = [{name: row[name] if name not in OPTIONAL_COLUMNS else row.get(name) for name in PROMPT_SCHEMA.names}
+               for row in rows]
     return pa.Table.from_pylist(columns, schema=PROMPT_SCHEMA)
 
 
@@ -708,6 +823,9 @@ def read_prompts(path: str | Path) -> list[Row]:
     except (pa.ArrowException, OSError) as err:
         raise TaskError(f"{path} is not a readable Parquet file ({str(err).splitlines()[0]}): delete it and rerun "
                         "the pipeline, which rebuilds it") from err
+    for name in OPTIONAL_COLUMNS:  # prompts files written before translation tasks existed
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
     missing = [name for name in PROMPT_SCHEMA.names if name not in table.column_names]
     if missing:
         raise TaskError(f"{path}: not a prompts file, missing columns {missing}")
