@@ -6,7 +6,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A `--configfile` (config/paper.yaml, config/paper_translation.yaml) is a whole configuration: it replaces the embedded
+# default instead of being merged into it key by key (Snakemake's merge would leak the default's task limits, models
+# and studies into it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -1,6 +1,8 @@
-"""The ``deepen`` command (also ``python -m deepen``).
+r"""The ``deepen`` command (also ``python -m deepen``).
 
     deepen generate smollm2-135m gemma3-270m --prompt "The capital of France is" --max-new-tokens 32 --json
+    deepen generate meta-llama/Llama-2-13b-hf facebook/nllb-200-distilled-600M --prompt $'English: Hello.\nGerman:' \
+        --source "Hello." --src-lang en --tgt-lang de --stop $'\n'      # with an encoder-decoder translator
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("members", nargs="+",
                    help="main model first: embedded name (smollm2-135m, gemma3-270m), GGUF file, checkpoint dir or hub id")
     g.add_argument("--prompt", action="append", required=True, help="prompt text (repeat for a batch)")
+    g.add_argument("--source", action="append", default=None,
+                   help="text an encoder-decoder member's encoder reads, one per --prompt (default: the prompt)")
+    g.add_argument("--src-lang", default=None, help="source language of encoder-decoder translators (en, deu_Latn)")
+    g.add_argument("--tgt-lang", default=None, help="target language of encoder-decoder translators (de, deu_Latn)")
     g.add_argument("--max-new-tokens", type=int, default=32)
     g.add_argument("--eta", type=float, default=0.15, help="relative ensemble learning rate (0 = main model alone)")
     g.add_argument("--steps", type=int, default=5, help="search iterations per token (T)")
@@ -65,6 +71,8 @@ def check_args(args) -> None:
         raise DeepenError(f"--max-dense-gb must be > 0, got {args.max_dense_gb}")
     if any(not p for p in args.prompt):
         raise DeepenError("--prompt: an empty prompt gives the models nothing to read")
+    if args.source is not None and len(args.source) != len(args.prompt):
+        raise DeepenError(f"--source: give one per --prompt ({len(args.source)} sources for {len(args.prompt)} prompts)")
 
 
 def cmd_generate(args) -> int:
@@ -88,13 +96,17 @@ def cmd_generate(args) -> int:
     t1 = time.perf_counter()
     # A prompt too long for a member's context window gets an error row; the other prompts decode normally.
     decoding = ensemble.members if ensemble.fuses else ensemble.members[:1]
-    errors = [context_error(decoding, p, args.max_new_tokens) for p in args.prompt]
+    sources = args.source or [None] * len(args.prompt)
+    errors = [context_error(decoding, p, args.max_new_tokens, s, args.src_lang, args.tgt_lang)
+              for p, s in zip(args.prompt, sources)]
     for i, err in enumerate(errors):
         if err is not None:
             print(f"deepen: error: prompt {i + 1}: {err}", file=sys.stderr)
     ok = [p for p, e in zip(args.prompt, errors) if e is None]
+    ok_sources = [s for s, e in zip(sources, errors) if e is None]
     decoded = iter(ensemble.generate(ok, max_new_tokens=args.max_new_tokens, stop=args.stop,
-                                     batch_size=args.batch_size, timings=args.timings) if ok else [])
+                                     batch_size=args.batch_size, timings=args.timings, sources=ok_sources,
+                                     src_lang=args.src_lang, tgt_lang=args.tgt_lang) if ok else [])
     outputs = [next(decoded) if e is None else Generation("", [], f"error: {e}") for e in errors]
     seconds = time.perf_counter() - t1
     status = 0 if ok else 2  # every prompt failed: nothing was generated

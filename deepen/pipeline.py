@@ -105,9 +105,10 @@ def materialise(source: str, out_dir: str | os.PathLike, meta_path: str | os.Pat
     again (in ``dtype``), so every later stage reads one local directory. The metadata holds the fingerprint (hash of
     vocabulary + input embeddings), the vocabulary size the ensemble uses, and the source.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from deepen.members import embedded_gguf, embedded_name, fingerprint, materialise_gguf, resolve_dtype
+    from deepen.members import (auto_model_class, embedded_gguf, embedded_name, fingerprint, materialise_gguf,
+                                resolve_dtype)
 
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -123,8 +124,9 @@ def materialise(source: str, out_dir: str | os.PathLike, meta_path: str | os.Pat
         _log(f"materialising {source} ...")
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, "cpu") if dtype != "auto"
-                                                         else "auto", trust_remote_code=trust_remote_code)
+            model = auto_model_class(source, trust_remote_code).from_pretrained(
+                source, dtype=resolve_dtype(dtype, "cpu") if dtype != "auto" else "auto",
+                trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             raise DeepenError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from exc
         from deepen.members import check_vocabulary
@@ -398,12 +400,14 @@ def decode_shard(ensemble, prompts_path: str | os.PathLike, shard: int, n_shards
             [r["prompt"] for r in batch], max_new_tokens=batch[0]["max_new_tokens"],
             stop=[r["stop"] for r in batch], choices=[r["choices"] or None for r in batch] if any(
                 r["choices"] for r in batch) else None,
-            batch_size=batch_size,
+            batch_size=batch_size, sources=[r.get("source") for r in batch],
+            src_lang=[r.get("source_lang") for r in batch], tgt_lang=[r.get("target_lang") for r in batch],
         )
 
     for b, start in enumerate(starts):
         batch = rows[start : min(start + batch_size, mine.stop)]
-        errors = {r["id"]: context_error(members, r["prompt"], r["max_new_tokens"]) for r in batch}
+        errors = {r["id"]: context_error(members, r["prompt"], r["max_new_tokens"], r.get("source"),
+                                         r.get("source_lang"), r.get("target_lang")) for r in batch}
         outs = {}
         # one generate call per budget (a task's rows share one, so this is one call): a row never decodes past its
         # own max_new_tokens because of the rows it is batched with
@@ -474,12 +478,33 @@ def score_predictions(task: str, prompts: list[dict], predictions: list[dict],
 
 
 def score(task: str, prompts_path: str, predictions_path: str, timings_path: str | None, out: str) -> float:
-    from deepen.tasks import read_prompts
+    """Per-row scores to ``out``; returns the task score in percent.
+
+    For metrics that are not a mean of rows (BLEU: corpus BLEU), the task score is computed over the whole file and
+    stored in the table's metadata (``metric``, ``score``, ``score_free``, ``signature``); `task_score` reads it.
+    """
+    from deepen.scores import corpus_bleu
+    from deepen.tasks import get_task, read_prompts
 
     timings = read_table(timings_path).to_pylist() if timings_path else None
-    table = score_predictions(task, read_prompts(prompts_path), read_table(predictions_path).to_pylist(), timings)
+    prompts = read_prompts(prompts_path)
+    predictions = read_table(predictions_path).to_pylist()
+    table = score_predictions(task, prompts, predictions, timings)
+    if get_task(task).metric == "bleu":
+        gold = {p["id"]: p["answers"] for p in prompts}
+        bleu, signature = corpus_bleu([p["text"] for p in predictions], [gold[p["id"]] for p in predictions])
+        table = table.replace_schema_metadata({b"metric": b"bleu", b"score": repr(bleu).encode(),
+                                               b"score_free": repr(bleu).encode(), b"signature": signature.encode()})
     write_table(table, out)
-    return _mean(table["correct"].to_pylist())
+    return task_score(table)
+
+
+def task_score(table: pa.Table, column: str = "correct") -> float:
+    """The task-level score of a per-row score table, in percent: the corpus-level score stored in its metadata
+    (translation: corpus BLEU), else the mean of ``column`` ('correct' or 'correct_free') over the rows."""
+    key = b"score" if column == "correct" else b"score_free"
+    stored = (table.schema.metadata or {}).get(key)
+    return float(stored) if stored is not None else _mean(table[column].to_pylist())
 
 
 def _mean(values: Iterable[float | None]) -> float:
@@ -502,7 +527,7 @@ def adapt_weights(accuracies: list[float]) -> list[float]:
 
 def dev_weights(score_paths: list[str], names: list[str], out: str) -> list[float]:
     """DeePEn-Adapt weights of one ensemble and task from its members' dev scores (members in ensemble order)."""
-    accs = [_mean(read_table(p)["correct"].to_pylist()) for p in score_paths]
+    accs = [task_score(read_table(p)) for p in score_paths]
     accs = [0.0 if math.isnan(a) else a for a in accs]
     weights = adapt_weights(accs)
     write_json({"members": list(names), "dev_accuracy": accs, "weights": weights,
@@ -512,7 +537,8 @@ def dev_weights(score_paths: list[str], names: list[str], out: str) -> list[floa
 
 # -- 8. summary ------------------------------------------------------------------------------------------------------
 
-TASK_TITLES = {"mmlu": "MMLU", "arc_c": "ARC-C", "gsm8k": "GSM8K", "piqa": "PIQA", "triviaqa": "TriviaQA", "nq": "NQ"}
+TASK_TITLES = {"mmlu": "MMLU", "arc_c": "ARC-C", "gsm8k": "GSM8K", "piqa": "PIQA", "triviaqa": "TriviaQA", "nq": "NQ",
+               "flores_en_de": "En→De", "flores_de_en": "De→En", "flores_en_ro": "En→Ro", "flores_ro_en": "Ro→En"}
 SUMMARY_SCHEMA = pa.schema([
     ("method", pa.string()), ("row", pa.string()), ("kind", pa.string()), ("task", pa.string()), ("n", pa.int64()),
     ("acc", pa.float64()), ("acc_free", pa.float64()), ("delta", pa.float64()), ("seconds", pa.float64()),
@@ -537,7 +563,8 @@ def summarise(entries: list[dict], published: dict | None = None) -> pa.Table:
 
     ``entries``: dicts with method, row (the Table 1 row label), kind ('single' or 'ensemble'), task, published_key
     ((setting, method) in the published table, or None) and either ``scores`` (a per-row score table) or ``path``.
-    Delta is against the best single member on the same task.
+    Delta is against the best single member on the same task. A task's score is `task_score` (translation: the
+    corpus BLEU stored with the per-row scores, not their mean).
     """
     rows = []
     for e in entries:
@@ -547,10 +574,10 @@ def summarise(entries: list[dict], published: dict | None = None) -> pa.Table:
         pub = None
         if published and e.get("published_key"):
             pub = published.get(tuple(e["published_key"]), {}).get(e["task"])
-        acc = _mean(table["correct"].to_pylist())
+        acc = task_score(table)
         rows.append({
             "method": e["method"], "row": e["row"], "kind": e["kind"], "task": e["task"], "n": table.num_rows,
-            "acc": acc, "acc_free": _mean(table["correct_free"].to_pylist()), "delta": None,
+            "acc": acc, "acc_free": task_score(table, "correct_free"), "delta": None,
             "seconds": sum(secs) / len(secs) if secs else None, "tokens": sum(toks) / len(toks) if toks else None,
             "published": pub, "ours_minus_published": None if pub is None else acc - pub,
         })
@@ -588,8 +615,8 @@ def summary_markdown(table: pa.Table, title: str = "DeePEn results") -> str:
 
     out = [f"# {title}", "",
            "Scores in percent: accuracy (MMLU, ARC-C, PIQA: the option letter that scores highest among the options "
-           "after fusion; GSM8K: last number) or exact match (TriviaQA, NQ). Δ: against the best single member on the "
-           "same task.", ""]
+           "after fusion; GSM8K: last number), exact match (TriviaQA, NQ) or corpus BLEU (translation, sacreBLEU). "
+           "Δ: against the best single member on the same task.", ""]
     out += grid(lambda r: f"{_fmt(r['acc'])}" + ("" if r["kind"] == "single" else f" ({_fmt(r['delta'], True)})"))
     n = {t: max(r["n"] for r in recs if r["task"] == t) for t in tasks}
     out += ["", "Questions per task: " + ", ".join(f"{TASK_TITLES[t]} {n[t]}" for t in tasks), ""]
