@@ -184,7 +184,7 @@ class EncoderDecoderRunner:
             without padding and without a cache.
     """
 
-    def __init__(self, model, pad_id: int, rollback: bool = True, reprefill: bool = False):
+    def __init__(self, model, pad_id: int, reprefill: bool = False):
         import inspect
 
         self.model = model
