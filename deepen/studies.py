@@ -34,9 +34,10 @@ def _log(message: str) -> None:
 
 
 def _accuracy(path: str | os.PathLike) -> float:
-    from deepen.pipeline import _mean, read_table
+    """The task score of a per-row score file, in percent (corpus BLEU for translation: `pipeline.task_score`)."""
+    from deepen.pipeline import read_table, task_score
 
-    return _mean(read_table(path)["correct"].to_pylist())
+    return task_score(read_table(path))
 
 
 def _mean_of(table: pa.Table, column: str) -> float | None:
@@ -124,10 +125,10 @@ SWEEP_SCHEMA = pa.schema([
 
 
 def _point(path: str) -> dict:
-    from deepen.pipeline import _mean, read_table
+    from deepen.pipeline import read_table, task_score
 
     table = read_table(path)
-    return {"n": table.num_rows, "acc": _mean(table["correct"].to_pylist()), "seconds": _mean_of(table, "seconds"),
+    return {"n": table.num_rows, "acc": task_score(table), "seconds": _mean_of(table, "seconds"),
             "tokens": _mean_of(table, "n_tokens")}
 
 
