@@ -27,6 +27,7 @@ from deepen.anchors import Anchors, find_anchors
 from deepen.errors import DeepenError
 from deepen.fuse import Fuser, FusionConfig
 from deepen.members import Member
+from deepen.memory import release_freed_memory
 from deepen.relative import RelativeSpace
 from deepen.sync import CachedRunner, EncoderDecoderRunner, ReprefillRunner
 from deepen.vocabulary import normalise_vocabulary
@@ -125,7 +126,7 @@ class Ensemble:
         mass: float = 0.999,
         sync: str = "cache",
         max_dense_bytes: int | None = None,
-        row_cache: int = 512,
+        row_cache: int = 256,
         progress: bool = True,
     ):
         if not members:
@@ -150,6 +151,8 @@ class Ensemble:
                 self.anchors = find_anchors(vocabs, [m.name for m in self.members], min_anchors=min_anchors,
                                             max_anchors=max_anchors)
                 self._log(f"{len(self.anchors)} anchors")
+                del vocabs
+                release_freed_memory()
             if self.spaces is None:
                 self.spaces = [
                     RelativeSpace(m.model.get_input_embeddings().weight[:n], self.anchors.ids[i], cache_rows=row_cache)

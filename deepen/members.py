@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from deepen.errors import DeepenError
+from deepen.memory import limit_heap_retention, release_freed_memory
 
 #: Embedded demo models: name -> (how to find the GGUF file, its file name, aliases).
 EMBEDDED = {
@@ -395,6 +396,17 @@ def _load_error(source: str, exc: OSError) -> DeepenError:
     )
 
 
+def compact_tokenizer(tokenizer) -> None:
+    """Drop the Python copies of the vocabulary and merges that some transformers tokenizer classes keep after
+    building their Rust backend from them (GemmaTokenizer, LlamaTokenizer: ~150 MB for a 262k vocabulary). They are
+    constructor inputs only; encoding, decoding, ``get_vocab`` and ``save_pretrained`` use the backend."""
+    if getattr(tokenizer, "_tokenizer", None) is None:
+        return
+    for attr in ("_vocab", "_merges"):
+        if isinstance(getattr(tokenizer, attr, None), (dict, list)):
+            setattr(tokenizer, attr, None)
+
+
 def load_member(
     source: str,
     *,
@@ -433,6 +445,8 @@ def load_member(
     except OSError as exc:
         raise _load_error(source, exc) from exc
     check_vocabulary(tokenizer, source)
+    compact_tokenizer(tokenizer)
+    limit_heap_retention()
     try:
         kwargs = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
         if device_map is not None:
@@ -445,6 +459,7 @@ def load_member(
     model.eval()
     meta = Path(target) / "deepen.json"
     fp = json.loads(meta.read_text()).get("fingerprint") if meta.is_file() else None
+    release_freed_memory()
     return Member(name=name or display, model=model, tokenizer=tokenizer, source=str(source),
                   chat_template=chat_template, src_lang=src_lang, tgt_lang=tgt_lang, _fingerprint=fp)
 

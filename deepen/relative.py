@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 
 TEMPERATURE = 100.0
+FULL_VOCAB_RATIO = 1.25  # see RelativeSpace.__init__
 _EPS = 1e-8
 
 
@@ -39,7 +39,7 @@ class RelativeSpace:
         anchor_ids,
         *,
         temperature: float = TEMPERATURE,
-        cache_rows: int = 512,
+        cache_rows: int = 256,
         mean_sample: int = 4096,
         anchor_unit: torch.Tensor | None = None,
         mean_row: torch.Tensor | None = None,
@@ -52,10 +52,17 @@ class RelativeSpace:
         self.temperature = float(temperature)
         self.vocab_size = self.embeddings.shape[0]
         self.norms = self.embeddings.float().norm(dim=-1).clamp_min(_EPS)  # [|V|]
-        if anchor_unit is None:
-            anchor_unit = self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
-        self.anchor_unit_t = anchor_unit.to(self.device, torch.float32).T.contiguous()  # [d, |A|]
-        self.n_anchors = self.anchor_unit_t.shape[1]
+        self.n_anchors = len(self.anchor_ids)
+        # When the anchors are most of the vocabulary (SmolLM2: 46k of 49k), a copy of their unit embeddings would
+        # nearly duplicate the embedding matrix; multiplying by all of it and picking the anchor columns costs only
+        # |V|/|A| more and no memory. Otherwise (Gemma-3: 46k of 262k) the copy [d, |A|] is kept.
+        self._over_vocab = (anchor_unit is None and self.embeddings.dtype == torch.float32
+                            and self.vocab_size <= FULL_VOCAB_RATIO * self.n_anchors)
+        self.anchor_unit_t = None
+        if not self._over_vocab:
+            if anchor_unit is None:
+                anchor_unit = self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
+            self.anchor_unit_t = anchor_unit.to(self.device, torch.float32).T.contiguous()  # [d, |A|]
         self._cache_cap = int(cache_rows)
         self._slot_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
         self._id_of = torch.full((max(self._cache_cap, 0),), -1, dtype=torch.long)
@@ -65,13 +72,25 @@ class RelativeSpace:
         self._mean_sample = int(mean_sample)
         self._mean_row = None if mean_row is None else mean_row.to(self.device, torch.float32)
 
+    @property
+    def anchor_unit(self) -> torch.Tensor:
+        """The anchors' unit embeddings [|A|, d] fp32."""
+        if self.anchor_unit_t is not None:
+            return self.anchor_unit_t.T
+        return self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
+
     # -- the formula ---------------------------------------------------------------------------------------------
     def compute_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """R_i[ids] computed from scratch: [len(ids), |A|] fp32, rows sum to 1."""
         ids = ids.to(self.device)
         unit = self.embeddings[ids].float() / self.norms[ids, None]
-        cos = unit @ self.anchor_unit_t  # [k, |A|]
-        return torch.softmax(self.temperature * F.normalize(cos, p=2, dim=-1), dim=-1)
+        if self._over_vocab:
+            cos = (unit @ self.embeddings.T)[:, self.anchor_ids] / self.norms[self.anchor_ids]  # [k, |A|]
+        else:
+            cos = unit @ self.anchor_unit_t  # [k, |A|]
+        # in place: one [k, |A|] temporary besides the result (these are 12 MB per 64 rows at 46k anchors)
+        cos.mul_(self.temperature / cos.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12))
+        return torch.softmax(cos, dim=-1)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """R_i[ids]: [len(ids), |A|] fp32, from the row cache where possible. ``ids`` must be unique."""
@@ -127,7 +146,7 @@ class RelativeSpace:
 
     def to_table(self) -> pa.Table:
         """What fast mode needs, as a Parquet-ready table: one row per anchor (its unit embedding) + the mean row."""
-        unit = self.anchor_unit_t.T.cpu().numpy()
+        unit = self.anchor_unit.cpu().numpy()
         return pa.table(
             {
                 "anchor_id": pa.array(self.anchor_ids.cpu().numpy(), pa.int64()),
@@ -142,7 +161,10 @@ class RelativeSpace:
     def from_table(cls, table: pa.Table, embeddings: torch.Tensor, **kwargs) -> "RelativeSpace":
         """Rebuild from ``to_table`` output and the member's embeddings (the norms are recomputed, cheaply)."""
         d = table.schema.field("unit_embedding").type.list_size
-        unit = table["unit_embedding"].combine_chunks().flatten().to_numpy().reshape(-1, d)
         mean_row = torch.from_numpy(table["mean_row"].to_numpy().copy())
-        return cls(embeddings, table["anchor_id"].to_numpy(), anchor_unit=torch.from_numpy(unit.copy()),
-                   mean_row=mean_row, **kwargs)
+        if embeddings.dtype == torch.float32 and embeddings.shape[0] <= FULL_VOCAB_RATIO * table.num_rows:
+            kwargs.setdefault("anchor_unit", None)  # recomputed from the embeddings without a copy
+        else:
+            unit = table["unit_embedding"].combine_chunks().flatten().to_numpy().reshape(-1, d)
+            kwargs.setdefault("anchor_unit", torch.from_numpy(unit.copy()))
+        return cls(embeddings, table["anchor_id"].to_numpy(), mean_row=mean_row, **kwargs)

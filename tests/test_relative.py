@@ -46,3 +46,22 @@ def test_mean_row_exact_for_small_vocabularies_and_table_round_trip():
     assert torch.allclose(again.mean_row, space.mean_row)
     ids = torch.tensor([3, 7, 150])
     assert torch.allclose(again.rows(ids), space.rows(ids), atol=1e-7)
+
+
+def test_anchors_covering_most_of_the_vocabulary_use_the_embeddings_in_place():
+    """SmolLM2-like (|A| close to |V|): no copy of the anchors' unit embeddings, same rows as the copying path."""
+    torch.manual_seed(3)
+    emb = torch.randn(400, 12)
+    anchors = torch.randperm(400)[:360]
+    in_place = RelativeSpace(emb, anchors)
+    copied = RelativeSpace(emb, anchors, anchor_unit=emb[anchors] / emb[anchors].norm(dim=-1, keepdim=True))
+    assert in_place.anchor_unit_t is None and copied.anchor_unit_t is not None
+    ref = release_dense(emb, anchors)
+    assert torch.allclose(in_place.dense(), ref, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(in_place.dense(), copied.dense(), atol=1e-6)
+    assert torch.allclose(in_place.anchor_unit, copied.anchor_unit, atol=1e-6)
+    again = RelativeSpace.from_table(in_place.to_table(), emb)
+    assert again.anchor_unit_t is None
+    assert torch.allclose(again.rows(torch.tensor([0, 5, 399])), in_place.rows(torch.tensor([0, 5, 399])), atol=1e-7)
+    # a small anchor set (Gemma-3-like) keeps its own [d, |A|] copy
+    assert RelativeSpace(emb, anchors[:100]).anchor_unit_t is not None
