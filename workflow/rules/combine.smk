@@ -11,7 +11,7 @@ rule combine:
         method=methods_of_kind("combine"),
     params:
         rule=combine_rule,
-        candidates=lambda wc: METHODS[wc.method]["candidates"],
+        candidates=combine_candidates,
     log:
         "logs/combine/{split}/{method}/{task}.log",
     resources:

@@ -248,6 +248,11 @@ def combined(wildcards):
     }
 
 
+def combine_candidates(wildcards):
+    """The candidates' method names, in pool order (ties go to the earliest)."""
+    return METHODS[wildcards.method]["candidates"]
+
+
 def combine_rule(wildcards):
     """'voting' or 'mbr'; DeePEn+Voting/MBR votes where the task has voting, else MBR."""
     rule_ = METHODS[wildcards.method]["rule"]
