@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
     g.add_argument("--topk", type=int, default=64, help="fast mode: most relative rows per member and step")
     g.add_argument("--mass", type=float, default=0.999, help="fast mode: probability mass the rows must cover")
+    g.add_argument("--row-cache", type=int, default=256,
+                   help="fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none)")
     g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
@@ -65,6 +67,8 @@ def check_args(args) -> None:
     for name in ("max_new_tokens", "batch_size", "min_anchors"):
         if getattr(args, name) < 1:
             raise DeepenError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.row_cache < 0:
+        raise DeepenError(f"--row-cache must be >= 0, got {args.row_cache}")
     if args.max_anchors is not None and args.max_anchors < 1:
         raise DeepenError(f"--max-anchors must be >= 1, got {args.max_anchors}")
     if args.max_dense_gb is not None and args.max_dense_gb <= 0:
@@ -90,7 +94,7 @@ def cmd_generate(args) -> int:
                                    chat_template=args.chat_template))
     ensemble = Ensemble(members, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
                         min_anchors=args.min_anchors, max_anchors=args.max_anchors, topk=args.topk, mass=args.mass,
-                        sync=args.sync,
+                        sync=args.sync, row_cache=args.row_cache,
                         max_dense_bytes=None if args.max_dense_gb is None else int(args.max_dense_gb * 1e9))
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
