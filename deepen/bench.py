@@ -183,8 +183,8 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     _log(f"P6: fast vs paper with {p6_anchors} anchors")
     capped = Ensemble(members, max_anchors=p6_anchors, min_anchors=min(min_anchors, p6_anchors), progress=False)
     shadow = Fuser(capped.spaces, FusionConfig(eta=capped.config.eta, steps=capped.config.steps, mode="paper"))
-    rows = task_prompts({"arc_c": 2, "piqa": 2} if quick else {"triviaqa": 8, "nq": 8, "gsm8k": 2,
-                                                                            "arc_c": 8, "mmlu": 4})
+    rows = task_prompts({"arc_c": 2, "piqa": 2} if quick else {"triviaqa": 16, "nq": 16, "gsm8k": 4, "arc_c": 8,
+                                                                "mmlu": 8, "piqa": 8})
     agree = compared = skipped = 0
     for start in range(0, len(rows), 4):
         part = rows[start : start + 4]

@@ -164,7 +164,7 @@ class Ensemble:
             if mode == "fast":
                 t0 = time.perf_counter()
                 for s in self.spaces:
-                    s.mean_row  # computed once per member; the cache stage of the pipeline stores it
+                    s.tail  # computed once per member; the cache stage of the pipeline stores it
                 self._log(f"relative spaces ready ({time.perf_counter() - t0:.1f} s)")
 
     @property

@@ -12,12 +12,16 @@ Two ways to run it:
 
 * ``paper``: the release's arithmetic over full vocabularies, with dense R_i.
 * ``fast``:  never touches a dense R_i. For each member only the rows of the tokens that carry probability mass are
-  computed (its top tokens covering ``mass``, at most ``topk``); the mass left outside them is given the member's
-  mean relative row. The search runs on the main model's kept tokens plus one pseudo-token standing for the rest of
-  its vocabulary (logit = logsumexp of the rest, row = mean row). The kept set always contains every token that can
-  still win: AdamW moves a logit by at most ~lr per iteration (bound computed in ``reachable_gap``), so a token whose
-  logit trails the top one by more than twice the summed step sizes can never overtake it. With ``topk`` >= |V| and
-  ``mass`` = 1 the two modes do the same arithmetic.
+  computed (its top tokens covering ``mass``, at most ``topk``); the mass left outside them (the tail) is spread over
+  the member's tail clusters (``deepen.relative``: tokens grouped by embedding direction, each cluster with its
+  mean relative row). The search runs on the main model's kept tokens plus one pseudo-token per tail cluster. A
+  pseudo-token stands for the n tail tokens of its cluster as if they shared one row and one logit: it enters the
+  softmax as n tokens (logit + log n, logit = log of their mean probability) and Adam sees the gradient of one of
+  them (the cluster's gradient / n), so it moves as each of its tokens would. The kept set always contains every
+  token that can still win: AdamW moves a logit by at most ~lr per iteration (bound computed in
+  ``reachable_gap``), so a token whose logit trails the top one by more than twice the summed step sizes can never
+  overtake it. With ``topk`` >= |V| and ``mass`` = 1 nothing is left in the tail and the two modes do the same
+  arithmetic.
 
 Rows are independent: the loss is summed over rows, each row's term being its own KLDivLoss(mean), so every row gets
 exactly the gradient it would get alone, and AdamW acts elementwise.
@@ -120,19 +124,32 @@ def reachable_gap(eta: float, steps: int) -> float:
     return move / shrink + 1e-4
 
 
-def search(z0: torch.Tensor, relative: torch.Tensor, target: torch.Tensor, eta: float, steps: int) -> torch.Tensor:
+def search(z0: torch.Tensor, relative, target: torch.Tensor, eta: float, steps: int,
+           counts: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse transformation: move logits ``z0`` [B, K] so that softmax(z) @ relative [K, |A|] approaches
-    ``target`` [B, |A|]. Returns the final logits [B, K] (fp32)."""
+    ``target`` [B, |A|]. Returns the final logits [B, K] (fp32). ``relative`` may be a list of blocks whose rows
+    follow one another (no concatenated copy).
+
+    ``counts`` [B, K] (fast mode's pseudo-tokens): column k stands for counts[b, k] tokens sharing its logit and row;
+    it weighs counts times in the softmax, and its gradient is divided by counts (the gradient of one of them)."""
     z = z0.detach().float().clone().requires_grad_(True)
     opt = AdamW([z], lr=eta, betas=BETAS, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY)
     sched = CosineAnnealingLR(opt, T_max=T_MAX, eta_min=eta / 4)
-    n_anchors = relative.shape[-1]
+    blocks = list(relative) if isinstance(relative, (list, tuple)) else [relative]
+    n_anchors = blocks[0].shape[-1]
+    bounds = [0]
+    for b in blocks:
+        bounds.append(bounds[-1] + b.shape[0])
+    log_counts = None if counts is None else counts.clamp_min(1).log()
     with torch.enable_grad():
         for _ in range(steps):
-            q = torch.softmax(z, dim=-1) @ relative
+            s = torch.softmax(z if counts is None else z + log_counts, dim=-1)
+            q = sum(s[:, lo:hi] @ b for lo, hi, b in zip(bounds, bounds[1:], blocks))
             loss = torch.nn.functional.kl_div(torch.log(q), target, reduction="sum") / n_anchors
             opt.zero_grad()
             loss.backward()
+            if counts is not None:
+                z.grad /= counts.clamp_min(1)
             opt.step()
             sched.step()
     return z.detach()
@@ -184,14 +201,19 @@ class Fuser:
         return ids, chosen[:, ids]
 
     def _relative_fast(self, i: int, probs: torch.Tensor, extra=None):
-        """r_i for a batch [B, |A|], plus the kept ids/mask (needed by the search for the main model)."""
+        """r_i for a batch [B, |A|], with what the search needs for the main model: the kept ids [U], keep [B, U],
+        their rows [U, |A|], and per tail cluster the tail mass [B, C] and the number of tail tokens [B, C]."""
         space = self.spaces[i]
         ids, keep = self._support(probs, extra)
         rows = space.rows(ids)  # [U, |A|]
+        cluster, tail_rows, sizes = space.tail
         p = probs[:, ids].float() * keep
-        tail = (1.0 - p.sum(-1, keepdim=True)).clamp_min(0.0)
-        r = p @ rows + tail * space.mean_row
-        return r, ids, keep, rows
+        tail = probs.float().clone()
+        tail[:, ids] = tail[:, ids].masked_fill(keep, 0.0)
+        tail_mass = torch.zeros(len(probs), len(tail_rows), device=probs.device).index_add_(1, cluster, tail)
+        r = p @ rows + tail_mass @ tail_rows
+        tail_count = sizes - torch.zeros_like(tail_mass).index_add_(1, cluster[ids], keep.float())
+        return r, ids, keep, rows, tail_mass, tail_count
 
     def fuse_fast(self, main_logits: torch.Tensor, probs: list[torch.Tensor], allowed: torch.Tensor | None = None):
         """Fast mode. Returns (kept main ids [U], fused logits [B, U]) with -inf where a row did not keep a token.
@@ -203,21 +225,23 @@ class Fuser:
         contenders = logits >= top - self.gap  # every token that can still win the search
         if allowed is not None:
             contenders = contenders | allowed
-        r0, ids, keep, rows0 = self._relative_fast(0, probs[0], extra=contenders)
+        r0, ids, keep, rows0, tail_mass, tail_count = self._relative_fast(0, probs[0], extra=contenders)
         with torch.no_grad():
             target = self.weights[0] * r0
             for i in range(1, len(self.spaces)):
                 target = target + self.weights[i] * self._relative_fast(i, probs[i])[0]
             z = logits[:, ids].masked_fill(~keep, float("-inf"))
-            rest = logits.clone()
-            rest[:, ids] = rest[:, ids].masked_fill(keep, float("-inf"))
-            z_rest = torch.logsumexp(rest, dim=-1, keepdim=True)  # -inf when nothing is left out
-            relative = torch.cat([rows0, self.spaces[0].mean_row[None]], 0)
+            # one pseudo-token per tail cluster: the log of its tokens' mean probability, on the logits' scale
+            log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
+            z_tail = (tail_mass / tail_count.clamp_min(1)).log() + log_z  # -inf for an empty (or massless) cluster
+            z_tail = z_tail.masked_fill(tail_count < 1, float("-inf"))
+            counts = torch.cat([torch.ones_like(z), tail_count], -1)
+            relative = [rows0, self.spaces[0].tail[1]]
         self.clock["relative"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        z = search(torch.cat([z, z_rest], -1), relative, target, self.config.eta, self.config.steps)
+        z = search(torch.cat([z, z_tail], -1), relative, target, self.config.eta, self.config.steps, counts)
         self.clock["search"] += time.perf_counter() - tick
-        return ids, z[:, :-1]
+        return ids, z[:, : len(ids)]
 
     # -- both ----------------------------------------------------------------------------------------------------
     def choose(self, main_logits: torch.Tensor, probs: list[torch.Tensor], allowed: torch.Tensor | None = None):

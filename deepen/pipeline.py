@@ -5,7 +5,7 @@ Stages and their artifacts (method.md §1-§5; the workflow in ``workflow/`` wir
     materialise   model source -> safetensors directory + ``<model>.json`` (fingerprint, vocabulary size)
     vocabulary    model directory -> Parquet (id, piece, text, bytes, kind)
     anchors       member vocabularies -> Parquet (text, bytes, id_0 .. id_{n-1}; main model first)
-    relative      model directory + anchors -> Parquet (anchor unit embeddings + mean relative row: fast mode)
+    relative      model directory + anchors -> Parquet (anchor unit embeddings + tail clusters: fast mode)
     prompts       task split -> Parquet (id, prompt, answers, choices, max_new_tokens, stop)
     decode        one shard of one (method, task) -> Parquet (id, text, token_ids, choice, stop_reason, seconds)
     gather        shards -> predictions Parquet (no timings: byte-identical for any shard count) + timings Parquet
@@ -221,8 +221,9 @@ def relative_table(model_dir: str | os.PathLike, meta_path: str | os.PathLike, a
                    member_index: int, out: str | os.PathLike) -> int:
     """Member ``member_index``'s relative space against the ensemble's anchors: what fast mode needs.
 
-    One row per anchor (its unit input embedding) plus the mean relative row; the member's fingerprint goes into the
-    metadata and ``decode_shard`` refuses a cache whose fingerprint is not the loaded model's. Paper mode builds its
+    One row per anchor (its unit input embedding, its column of the tail clusters' mean rows and a slice of the
+    token -> cluster map: ``RelativeSpace.to_table``); the member's fingerprint goes into the metadata and
+    ``decode_shard`` refuses a cache whose fingerprint is not the loaded model's. Paper mode builds its
     dense matrices from this in memory (they do not fit on disk for large vocabularies).
     """
     from deepen.anchors import Anchors
@@ -361,7 +362,10 @@ def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str]
         if _metadata(table, b"fingerprint", path) != meta["fingerprint"]:
             raise DeepenError(f"{path} was built for another version of {member.name}; delete it and rerun the "
                               "pipeline")
-        spaces.append(RelativeSpace.from_table(table, _embeddings(member, meta["vocab_size"])))
+        try:
+            spaces.append(RelativeSpace.from_table(table, _embeddings(member, meta["vocab_size"])))
+        except (ValueError, KeyError) as exc:
+            raise DeepenError(f"{path}: {exc}") from exc
     return Ensemble(members, weights=weights, eta=eta, steps=steps, mode=mode, anchors=anchors, spaces=spaces,
                     min_anchors=1, topk=topk, mass=mass)
 

@@ -94,6 +94,43 @@ def test_fast_mode_with_everything_kept_is_paper_mode():
     assert torch.allclose(fast, paper, atol=1e-5)
 
 
+def test_one_token_per_tail_cluster_makes_the_tail_exact():
+    """With a cluster per token (n_clusters = |V|) each pseudo-token is one real token with its own row and logit:
+    fast mode keeping only a couple of rows does the paper's arithmetic."""
+    g = torch.Generator().manual_seed(7)
+    spaces = [RelativeSpace(torch.randn(v, d, generator=g), torch.arange(50), n_clusters=v, tail_sample=1)
+              for v, d in ((110, 16), (80, 12))]
+    assert all(torch.equal(s.tail[2], torch.ones(s.vocab_size)) for s in spaces)
+    logits = [torch.randn(5, s.vocab_size, generator=g) * 2 for s in spaces]  # flat: most mass is in the tail
+    probs = [torch.softmax(lg, -1) for lg in logits]
+    paper = Fuser(spaces, FusionConfig(eta=0.1, mode="paper")).fuse_paper(logits[0], probs)
+    ids, fast = Fuser(spaces, FusionConfig(eta=0.1, topk=2, mass=0.5)).fuse_fast(logits[0], probs)
+    kept = fast > float("-inf")
+    assert kept.sum(-1).max() <= 10  # the tail is really used
+    assert torch.allclose(fast[kept], paper[:, ids][kept], atol=1e-5)
+    assert torch.equal(ids[fast.argmax(-1)], paper.argmax(-1))
+
+
+def test_tail_clusters_beat_one_mean_row_on_flat_steps():
+    """The tail summary matters on flat distributions; clusters track paper mode better than a single mean row."""
+    g = torch.Generator().manual_seed(8)
+    embs = [torch.randn(v, d, generator=g) for v, d in ((600, 16), (500, 12))]
+    share = {}
+    for n_clusters in (1, 64):
+        spaces = [RelativeSpace(e, torch.arange(100), n_clusters=n_clusters) for e in embs]
+        agree = total = 0
+        g2 = torch.Generator().manual_seed(9)
+        for _ in range(6):
+            logits = [torch.randn(8, s.vocab_size, generator=g2) * 1.5 for s in spaces]
+            probs = [torch.softmax(lg, -1) for lg in logits]
+            paper, _ = Fuser(spaces, FusionConfig(eta=0.5, mode="paper")).choose(logits[0], probs)
+            fast, _ = Fuser(spaces, FusionConfig(eta=0.5, topk=8)).choose(logits[0], probs)
+            agree += (paper == fast).sum().item()
+            total += len(paper)
+        share[n_clusters] = agree / total
+    assert share[64] > share[1], share
+
+
 def test_fast_mode_default_agrees_with_paper_mode_on_chosen_tokens():
     spaces = _spaces(1, sizes=(400, 300))
     g = torch.Generator().manual_seed(4)

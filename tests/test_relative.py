@@ -37,15 +37,49 @@ def test_row_cache_returns_the_same_rows_through_evictions():
     assert torch.allclose(space.rows(too_many), ref[too_many], atol=1e-7)
 
 
-def test_mean_row_exact_for_small_vocabularies_and_table_round_trip():
+def test_tail_clusters_mean_rows_and_table_round_trip():
+    """Every token has a cluster; a cluster no larger than tail_sample gets its exact mean row; larger ones the mean
+    of tail_sample of their rows; all of it survives the Parquet table."""
     torch.manual_seed(2)
     emb = torch.randn(200, 8)
-    space = RelativeSpace(emb, torch.arange(0, 200, 2))
-    assert torch.allclose(space.mean_row, space.dense().mean(0), atol=1e-6)
+    space = RelativeSpace(emb, torch.arange(0, 200, 2), n_clusters=16, tail_sample=1000)
+    cluster, rows, sizes = space.tail
+    dense = space.dense()
+    assert cluster.shape == (200,) and int(sizes.sum()) == 200 and len(rows) == 16
+    for c in range(16):
+        members = (cluster == c).nonzero().squeeze(-1)
+        assert int(sizes[c]) == len(members)
+        if len(members):
+            assert torch.allclose(rows[c], dense[members].mean(0), atol=1e-6)
+    # clusters group tokens by direction: each token is closer (cosine) to its own cluster's mean direction
+    unit = emb / emb.norm(dim=-1, keepdim=True)
+    centres = torch.stack([unit[cluster == c].mean(0) for c in range(16) if (cluster == c).any()])
+    own = torch.tensor([c for c in range(16) if (cluster == c).any()])
+    assert (own[(unit @ centres.T).argmax(-1)] == cluster).float().mean() > 0.9
+    sampled = RelativeSpace(emb, torch.arange(0, 200, 2), n_clusters=4, tail_sample=5)
+    cluster4, rows4, sizes4 = sampled.tail
+    perm = torch.randperm(200, generator=torch.Generator().manual_seed(0))  # the seeded order the sample follows
+    for c in range(4):
+        members = perm[cluster4[perm] == c]
+        take = min(5, len(members))
+        picked = members[(torch.arange(take) * len(members)) // take]
+        assert torch.allclose(rows4[c], dense[picked].mean(0), atol=1e-6)
     again = RelativeSpace.from_table(space.to_table(), emb)
-    assert torch.allclose(again.mean_row, space.mean_row)
+    assert torch.equal(again.tail[0], cluster) and torch.allclose(again.tail[1], rows)
     ids = torch.tensor([3, 7, 150])
     assert torch.allclose(again.rows(ids), space.rows(ids), atol=1e-7)
+    # deterministic: the same clusters and rows when built again
+    fresh = RelativeSpace(emb, torch.arange(0, 200, 2), n_clusters=16, tail_sample=1000)
+    assert torch.equal(fresh.tail[0], cluster) and torch.equal(fresh.tail[1], rows)
+
+
+def test_a_cache_without_tail_clusters_is_refused_by_name():
+    import pytest
+
+    emb = torch.randn(50, 8)
+    table = RelativeSpace(emb, torch.arange(0, 50, 2), n_clusters=4).to_table().drop_columns(["tail_rows"])
+    with pytest.raises(ValueError, match="predates the tail clusters"):
+        RelativeSpace.from_table(table, emb)
 
 
 def test_anchors_covering_most_of_the_vocabulary_use_the_embeddings_in_place():

@@ -20,7 +20,7 @@ rule anchors:
 
 
 rule relative:
-    """A member's relative space for fast mode: anchor unit embeddings and the mean relative row."""
+    """A member's relative space for fast mode: anchor unit embeddings and the tail clusters."""
     input:
         model=rules.materialise.output.model,
         meta=rules.materialise.output.meta,
