@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
     g.add_argument("--topk", type=int, default=64, help="fast mode: most relative rows per member and step")
     g.add_argument("--mass", type=float, default=0.999, help="fast mode: probability mass the rows must cover")
-    g.add_argument("--row-cache", type=int, default=256,
+    g.add_argument("--row-cache", type=int, default=128,
                    help="fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none)")
     g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
     g.add_argument("--batch-size", type=int, default=8)

@@ -126,7 +126,7 @@ class Ensemble:
         mass: float = 0.999,
         sync: str = "cache",
         max_dense_bytes: int | None = None,
-        row_cache: int = 256,
+        row_cache: int = 128,
         progress: bool = True,
     ):
         if not members:

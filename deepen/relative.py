@@ -23,8 +23,9 @@ import pyarrow as pa
 import torch
 
 TEMPERATURE = 100.0
+CACHE_FORMAT = 2  # of ``to_table``: 2 = tail clusters (1 had one mean row)
 FULL_VOCAB_RATIO = 1.25  # see RelativeSpace.__init__
-TAIL_CLUSTERS = 256  # C: clusters summarising the tail of the vocabulary
+TAIL_CLUSTERS = 192  # C: clusters summarising the tail of the vocabulary
 TAIL_SAMPLE = 32  # rows averaged per cluster for its mean row (all of them when the cluster is smaller)
 KMEANS_SAMPLE = 16384  # tokens the k-means centroids are fitted on (every token is then assigned)
 KMEANS_ITERATIONS = 8
@@ -74,7 +75,7 @@ class RelativeSpace:
         anchor_ids,
         *,
         temperature: float = TEMPERATURE,
-        cache_rows: int = 256,
+        cache_rows: int = 128,
         n_clusters: int = TAIL_CLUSTERS,
         tail_sample: int = TAIL_SAMPLE,
         anchor_unit: torch.Tensor | None = None,
@@ -189,10 +190,12 @@ class RelativeSpace:
             owner = torch.repeat_interleave(torch.arange(n_clusters, device=sizes.device), take)
             k = torch.arange(len(owner), device=sizes.device) - (torch.cumsum(take, 0) - take)[owner]
             picked = order[starts[owner] + torch.div(k * sizes[owner], take[owner], rounding_mode="floor")]
-            rows = torch.zeros(n_clusters, self.n_anchors, dtype=torch.float64, device=self.device)
-            for ids, who in zip(picked.split(128), owner.split(128)):  # small blocks: low peak memory
-                rows.index_add_(0, who, self.compute_rows(ids).double())
-            self._set_tail(cluster, (rows / take.clamp_min(1)[:, None]).float())
+            # accumulated in place in fp32 (sums of at most tail_sample rows), small blocks: no large temporaries
+            rows = torch.zeros(n_clusters, self.n_anchors, dtype=torch.float32, device=self.device)
+            for ids, who in zip(picked.split(128), owner.split(128)):
+                rows.index_add_(0, who, self.compute_rows(ids))
+            rows.div_(take.clamp_min(1)[:, None].float())
+            self._set_tail(cluster, rows)
         return self._tail
 
     def dense(self, block: int = 512, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -29,6 +29,7 @@ rule relative:
         "resources/relative/{ensemble}/{model}.parquet",
     params:
         member_index=member_index,
+        cache_format=RELATIVE_FORMAT,  # a new format reruns this rule (Snakemake's params trigger)
     log:
         "logs/relative/{ensemble}/{model}.log",
     benchmark:

@@ -7,6 +7,7 @@ from deepen import pipeline
 from deepen.pipeline import check_config
 from deepen import combine as combining
 from deepen.tasks import get_task
+from deepen.relative import CACHE_FORMAT as RELATIVE_FORMAT
 
 
 validate(config, schema="../schemas/config.schema.yaml")

@@ -46,6 +46,7 @@ rule scaling_relative:
         "resources/scaling/{task}/k{k}/relative/{rank}.parquet",
     params:
         members=SCALING_POOL,
+        cache_format=RELATIVE_FORMAT,
     log:
         "logs/scaling_relative/{task}/k{k}/{rank}.log",
     benchmark:
