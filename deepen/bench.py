@@ -74,13 +74,12 @@ def peak_rss_of_generate(sources: list[str], tokens: int, alone: bool = False, m
            if alone else
            f"Ensemble(members, progress=False, **kw).generate([{PROMPT!r}], max_new_tokens={tokens}, ignore_eos=True)\n")
     code = (
-        "import sys, torch\n"
+        "import os, resource\n"
         "from deepen import Ensemble, load_member\n"
         f"members = [load_member(s) for s in {sources!r}]\n"
         f"kw = dict(min_anchors={min_anchors})\n"
         + run +
         # VmHWM, the peak RSS of this process image: ru_maxrss would carry the parent's RSS across fork + exec
-        "import os, resource\n"
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
         "      if os.path.exists('/proc/self/status') else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )

@@ -140,7 +140,8 @@ def search(z0: torch.Tensor, relative, target: torch.Tensor, eta: float, steps: 
     bounds = [0]
     for b in blocks:
         bounds.append(bounds[-1] + b.shape[0])
-    log_counts = None if counts is None else counts.clamp_min(1).log()
+    counts = None if counts is None else counts.clamp_min(1)
+    log_counts = None if counts is None else counts.log()
     with torch.enable_grad():
         for _ in range(steps):
             s = torch.softmax(z if counts is None else z + log_counts, dim=-1)
@@ -149,7 +150,7 @@ def search(z0: torch.Tensor, relative, target: torch.Tensor, eta: float, steps: 
             opt.zero_grad()
             loss.backward()
             if counts is not None:
-                z.grad /= counts.clamp_min(1)
+                z.grad /= counts
             opt.step()
             sched.step()
     return z.detach()

@@ -239,8 +239,8 @@ class RelativeSpace:
         """Rebuild from ``to_table`` output and the member's embeddings (the norms are recomputed, cheaply)."""
         d = table.schema.field("unit_embedding").type.list_size
         if "tail_rows" not in table.column_names or "tail_cluster" not in table.column_names:
-            raise ValueError("this relative cache predates the tail clusters (no 'tail_rows' column); delete it and "
-                             "rerun, which rebuilds it")
+            raise ValueError("this relative cache predates the tail clusters (no tail_rows / tail_cluster columns); "
+                             "delete it and rerun, which rebuilds it")
         n_clusters = table.schema.field("tail_rows").type.list_size
         tail_rows = torch.from_numpy(
             table["tail_rows"].combine_chunks().flatten().to_numpy().reshape(-1, n_clusters).T.copy())
