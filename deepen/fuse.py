@@ -21,7 +21,9 @@ Two ways to run it:
   token that can still win: AdamW moves a logit by at most ~lr per iteration (bound computed in
   ``reachable_gap``), so a token whose logit trails the top one by more than twice the summed step sizes can never
   overtake it. With ``topk`` >= |V| and ``mass`` = 1 nothing is left in the tail and the two modes do the same
-  arithmetic.
+  arithmetic. On a flat distribution (random weights, a very uncertain step) thousands of tokens can be within
+  reach; then only the ``4 * topk`` with the highest logits are kept (real members here never had more than 18
+  contenders in a step), so a step never computes more than a few hundred rows.
 
 Rows are independent: the loss is summed over rows, each row's term being its own KLDivLoss(mean), so every row gets
 exactly the gradient it would get alone, and AdamW acts elementwise.
@@ -166,6 +168,7 @@ class Fuser:
         self.gap = reachable_gap(config.eta, config.steps) if config.eta > 0 else 0.0
         self._dense: list[torch.Tensor] | None = None
         self.clock = defaultdict(float)  # seconds spent in the relative transform and in the search
+        self.fused = 0  # rows fused so far (a batch of B rows counts B)
 
     # -- paper mode ----------------------------------------------------------------------------------------------
     def dense(self) -> list[torch.Tensor]:
@@ -224,6 +227,9 @@ class Fuser:
         logits = main_logits.float()
         top = logits.max(-1, keepdim=True).values
         contenders = logits >= top - self.gap  # every token that can still win the search
+        cap = 4 * self.config.topk
+        if contenders.shape[-1] > cap and int(contenders.sum(-1).max()) > cap:  # a flat distribution
+            contenders &= logits >= logits.topk(cap, dim=-1).values[:, -1:]
         if allowed is not None:
             contenders = contenders | allowed
         r0, ids, keep, rows0, tail_mass, tail_count = self._relative_fast(0, probs[0], extra=contenders)
@@ -250,6 +256,7 @@ class Fuser:
 
         ``probs[0]`` is the main model's own distribution. Returns (free choice [B], restricted choice [B] or None).
         The release's skip rules (eta == 0, main argmax EOS) are applied by the caller, which then does not fuse."""
+        self.fused += len(main_logits)
         if self.config.mode == "paper":
             ids, fused = None, self.fuse_paper(main_logits, probs)
         else:

@@ -111,6 +111,22 @@ def test_one_token_per_tail_cluster_makes_the_tail_exact():
     assert torch.equal(ids[fast.argmax(-1)], paper.argmax(-1))
 
 
+def test_a_flat_main_distribution_keeps_at_most_four_topk_contenders():
+    """Near-uniform logits put every token within reach of the search; fast mode keeps the 4 * topk best."""
+    g = torch.Generator().manual_seed(11)
+    spaces = [RelativeSpace(torch.randn(v, d, generator=g), torch.arange(60), n_clusters=16) for v, d in
+              ((3000, 16), (2500, 12))]
+    logits = [1e-3 * torch.randn(3, s.vocab_size, generator=g) for s in spaces]
+    probs = [torch.softmax(lg, -1) for lg in logits]
+    fuser = Fuser(spaces, FusionConfig(eta=0.5, topk=8))
+    assert (logits[0] >= logits[0].max(-1, keepdim=True).values - fuser.gap).sum(-1).min() == 3000
+    ids, fused = fuser.fuse_fast(logits[0], probs)
+    kept = fused > float("-inf")
+    assert kept.sum(-1).max() <= 4 * 8
+    best = logits[0].topk(32, dim=-1).indices
+    assert all(i in best[r] for r, i in enumerate(ids[fused.argmax(-1)].tolist()))
+
+
 def test_tail_clusters_beat_one_mean_row_on_flat_steps():
     """The tail summary matters on flat distributions; clusters track paper mode better than a single mean row."""
     g = torch.Generator().manual_seed(8)
