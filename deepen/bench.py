@@ -3,6 +3,8 @@
     python -m deepen.bench                       # SmolLM2-135M (main) + Gemma-3-270M, writes results/bench.{json,md}
     python -m deepen.bench --quick               # a smoke run (few tokens, one repeat): checks it runs, not timings
     python -m deepen.bench MAIN ASSISTANT ...     # any members (hub ids, directories, GGUF files)
+    python -m deepen.bench --device cuda --random-weights DIR DIR   # timing only: each DIR holds config.json +
+                                                  # tokenizer files; weights are drawn at random (P6 is skipped)
 
 Every figure is a median over ``--repeats`` runs and every target is a ratio of two figures measured in the same run,
 one right after the other, because shared machines are noisy. Figures:
@@ -17,6 +19,9 @@ one right after the other, because shared machines are noisy. Figures:
   P6  fast vs paper mode, share of fused steps choosing the same token, on real task prompts, capped anchors
       (so that paper mode fits); >= 99.5%, and the accuracy of both on multiple-choice questions
   and a breakdown of one ensemble step (member forwards, relative transform, search, tokenizer calls).
+
+On a GPU (``--device cuda``, bf16 by default) P4 is the peak of ``torch.cuda.max_memory_allocated`` instead of the
+resident set, and every timed region ends with ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -39,15 +44,25 @@ TARGETS = {"P1": ("<=", 1.10), "P2": (">=", 10.0), "P3": (">=", 5.0), "P4": ("<=
            "P5_warm": ("<", 10.0), "P6": (">=", 0.995)}
 
 
+_START = time.perf_counter()
+
+
 def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    print(f"[bench {time.perf_counter() - _START:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -67,24 +82,49 @@ def weights_bytes(members) -> int:
     return sum(p.numel() * p.element_size() for m in members for p in m.model.parameters())
 
 
-def peak_rss_of_generate(sources: list[str], tokens: int, alone: bool = False, min_anchors: int = 1000) -> int:
-    """Peak RSS (bytes) of a fresh process generating with the ensemble (fast mode, all anchors), or, with ``alone``,
-    with each member by itself one after the other (the floor: weights, tokenizers, torch, activations)."""
+def peak_memory_of_generate(sources: list[str], tokens: int, alone: bool = False, min_anchors: int = 1000,
+                            device: str = "cpu", dtype: str = "auto") -> int:
+    """Peak memory (bytes) of a fresh process generating with the ensemble (fast mode, all anchors), or, with
+    ``alone``, with each member by itself one after the other (the floor: weights, tokenizers, torch, activations).
+    On CPU the peak resident set; on a GPU the peak of ``torch.cuda.max_memory_allocated``."""
     run = (f"for m in members: Ensemble([m], progress=False).generate([{PROMPT!r}], max_new_tokens={tokens})\n"
            if alone else
            f"Ensemble(members, progress=False, **kw).generate([{PROMPT!r}], max_new_tokens={tokens}, ignore_eos=True)\n")
-    code = (
-        "import os, resource\n"
-        "from deepen import Ensemble, load_member\n"
-        f"members = [load_member(s) for s in {sources!r}]\n"
-        f"kw = dict(min_anchors={min_anchors})\n"
-        + run +
+    if device.startswith("cuda"):
+        # everything the process allocated on the GPU, weights included
+        peak = "print(torch.cuda.max_memory_allocated() // 1024)\n"
+    else:
         # VmHWM, the peak RSS of this process image: ru_maxrss would carry the parent's RSS across fork + exec
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-        "      if os.path.exists('/proc/self/status') else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        peak = ("print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+                "      if os.path.exists('/proc/self/status') else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    code = (
+        "import os, resource, torch\n"
+        "from deepen import Ensemble, load_member\n"
+        f"members = [load_member(s, device={device!r}, dtype={dtype!r}) for s in {sources!r}]\n"
+        f"kw = dict(min_anchors={min_anchors})\n"
+        + run + peak
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) * 1024
+
+
+def random_weight_members(sources: list[str], out_dir: Path) -> list[str]:
+    """Checkpoints with each source's architecture (config.json) and tokenizer but weights drawn at random (seeded),
+    for timing members whose weights are not at hand. Returns the new directories."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    dirs = []
+    for i, src in enumerate(sources):
+        target = out_dir / f"random-{i}-{Path(src).name}"
+        if not (target / "config.json").is_file():
+            config = AutoConfig.from_pretrained(src)
+            torch.manual_seed(i)
+            model = AutoModelForCausalLM.from_config(config)
+            AutoTokenizer.from_pretrained(src).save_pretrained(target)
+            model.save_pretrained(target)
+            del model
+        dirs.append(str(target))
+    return dirs
 
 
 def task_prompts(per_task: dict[str, int]) -> list[dict]:
@@ -97,26 +137,35 @@ def task_prompts(per_task: dict[str, int]) -> list[dict]:
 
 
 def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_md: Path, p6_anchors: int,
-          snakemake_dir: Path | None, min_anchors: int = 1000) -> dict:
+          snakemake_dir: Path | None, min_anchors: int = 1000, device: str = "auto", dtype: str = "auto",
+          random_weights: bool = False) -> dict:
     from deepen import Ensemble, load_member
     from deepen.fuse import Fuser, FusionConfig
+    from deepen.members import resolve_device
 
+    device = resolve_device(device)
+    if random_weights:
+        sources = random_weight_members(sources, out_json.parent / "random-weights")
     torch.manual_seed(0)
     res: dict = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                              "torch": torch.__version__, "threads": torch.get_num_threads(),
                              "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-                 "members": sources, "quick": quick, "repeats": repeats}
+                 "device": device, "members": sources, "quick": quick, "repeats": repeats,
+                 "random_weights": random_weights}
     tokens = 8 if quick else 64
     long_tokens = 16 if quick else 256
     batch = 4 if quick else 16
 
     _log("loading members")
-    members = [load_member(s) for s in sources]
+    members = [load_member(s, device=device, dtype=dtype) for s in sources]
     res["members"] = [m.name for m in members]
+    res["dtype"] = str(members[0].model.dtype).removeprefix("torch.")
 
     # P5 (cold): anchors + relative spaces from loaded models
+    _sync()
     t0 = time.perf_counter()
     ens = Ensemble(members, min_anchors=min_anchors, progress=False)
+    _sync()
     res["P5_cold_build_s"] = time.perf_counter() - t0
     res["anchors"] = len(ens.anchors)
 
@@ -126,12 +175,28 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     ens_tok = per_token_latency(ens, [PROMPT], tokens, repeats)
     res["P1"] = {"members_s_per_token": alone, "ensemble_s_per_token": ens_tok, "ratio": ens_tok / sum(alone)}
 
-    # breakdown of one ensemble step (batch 1)
+    _partial(res, out_json)
+    # breakdown of one ensemble step (batch 1), and what the fusion arithmetic costs at least
+    rows_before, fused_before = [s.rows_computed for s in ens.spaces], ens.fuser.fused
     g = ens.generate([PROMPT], max_new_tokens=tokens, timings=True, ignore_eos=True)[0]
     steps = max(g.timings["steps"] - 1, 1)
     res["breakdown_ms_per_step"] = {k: 1000 * v / steps for k, v in g.timings.items()
                                     if k in ("forward_main", "forward_assistants", "fuse", "relative", "search",
                                              "tokenizer")}
+    rows = [s.rows_computed - r for s, r in zip(ens.spaces, rows_before)]
+    fused = ens.fuser.fused - fused_before
+    row_s = [_median_time(lambda s=s: s.compute_rows(torch.arange(64) * (s.vocab_size // 64)), 5) / 64
+             for s in ens.spaces]
+    fuse_per_token = g.timings["fuse"] / g.timings["steps"]
+    res["P1"] |= {
+        "fused_steps": fused, "steps": g.timings["steps"],
+        "rows_computed_per_fused_step": [r / max(fused, 1) for r in rows],
+        "ms_per_row": [1000 * t for t in row_s],
+        # the ensemble with its fusion time taken out: resync, bookkeeping and the members' forwards
+        "ratio_without_fusion": (ens_tok - fuse_per_token) / sum(alone),
+        # the rows it had to compute, each at the measured cost of one row in a 64-row block: a floor for fusion
+        "ratio_floor_rows": (sum(alone) + sum(r * t for r, t in zip(rows, row_s)) / g.timings["steps"]) / sum(alone),
+    }
 
     # P2: KV-cache resync vs re-prefill, same tokens
     _log(f"P2: {long_tokens} tokens, cache vs re-prefill")
@@ -141,9 +206,14 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     t_cache = _median_time(lambda: ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True), repeats)
     t_ref = _median_time(lambda: ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True),
                          1 if not quick else repeats)
+    # the same two runs with their fusion time taken out: what the resync scheme alone gains
+    fuse_c = ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0].timings["fuse"]
+    fuse_r = ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0].timings["fuse"]
     res["P2"] = {"cache_s": t_cache, "reprefill_s": t_ref, "speedup": t_ref / t_cache,
-                 "same_tokens": out_c.token_ids == out_r.token_ids}
+                 "same_tokens": out_c.token_ids == out_r.token_ids, "cache_fuse_s": fuse_c, "reprefill_fuse_s": fuse_r,
+                 "speedup_without_fusion": (t_ref - fuse_r) / (t_cache - fuse_c)}
 
+    _partial(res, out_json)
     # P3: batch 16 vs batch 1 throughput
     _log(f"P3: batch {batch} vs 1")
     prompts = [f"{PROMPT} Story {i}:" for i in range(batch)]
@@ -165,12 +235,15 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
                  "members_alone_tokens_per_s_1": tokens / alone_1,
                  "members_alone_ratio": (batch * tokens / alone_b) / (tokens / alone_1)}
 
+    _partial(res, out_json)
     # P4: peak RSS vs weights
     _log("P4: peak memory")
     wb = weights_bytes(members)
-    rss = peak_rss_of_generate([m.source for m in members], 8 if quick else 32, min_anchors=min_anchors)
-    floor = peak_rss_of_generate([m.source for m in members], 8 if quick else 32, alone=True)
-    res["P4"] = {"peak_rss_bytes": rss, "weights_bytes": wb, "ratio": rss / wb, "members_alone_peak_rss_bytes": floor,
+    srcs, n = [m.source for m in members], 8 if quick else 32
+    rss = peak_memory_of_generate(srcs, n, min_anchors=min_anchors, device=device, dtype=dtype)
+    floor = peak_memory_of_generate(srcs, n, alone=True, device=device, dtype=dtype)
+    res["P4"] = {"memory": "cuda max_memory_allocated" if device.startswith("cuda") else "resident set",
+                 "peak_rss_bytes": rss, "weights_bytes": wb, "ratio": rss / wb, "members_alone_peak_rss_bytes": floor,
                  "floor_ratio": floor / wb, "release_dense_bytes": sum(s.dense_bytes() for s in ens.spaces)}
 
     # P5 (warm): snakemake with nothing to do
@@ -180,6 +253,11 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
         proc = subprocess.run([str(exe), "--cores", "2"], cwd=snakemake_dir, capture_output=True, text=True)
         res["P5_warm_snakemake_s"] = time.perf_counter() - t0
         res["P5_warm_nothing_to_do"] = "Nothing to be done" in (proc.stdout + proc.stderr)
+
+    res["targets"] = {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}
+    if random_weights:  # agreement and accuracy of random models say nothing
+        _write(res, out_json, out_md)
+        return res
 
     # P6: fast vs paper on real prompts, capped anchors
     _log(f"P6: fast vs paper with {p6_anchors} anchors")
@@ -205,12 +283,21 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
                           batch_size=8)
         acc[mode] = 100 * sum(o.choice == r["answers"][0] for o, r in zip(outs, mc)) / len(mc)
     res["P6"]["arc_c_accuracy"] = acc | {"questions": len(mc)}
+    _write(res, out_json, out_md)
+    return res
 
-    res["targets"] = {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}
+
+def _partial(res: dict, out_json: Path) -> None:
+    """What is measured so far (a run cut short still leaves its figures); the Markdown table comes at the end."""
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.with_suffix(".partial.json").write_text(json.dumps(res, indent=2))
+
+
+def _write(res: dict, out_json: Path, out_md: Path) -> None:
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(res, indent=2))
     out_md.write_text(markdown(res))
-    return res
+    out_json.with_suffix(".partial.json").unlink(missing_ok=True)
 
 
 def markdown(res: dict) -> str:
@@ -220,15 +307,22 @@ def markdown(res: dict) -> str:
         return f"{op} {target} | {'met' if good else 'NOT met'}"
 
     lines = ["| figure | measured | target | |", "|---|---|---|---|"]
-    p1, p2, p3, p4, p6 = (res[k] for k in ("P1", "P2", "P3", "P4", "P6"))
+    p1, p2, p3, p4, p6 = (res.get(k) for k in ("P1", "P2", "P3", "P4", "P6"))
+    memory = "GPU memory" if p4.get("memory", "").startswith("cuda") else "RSS"
     lines.append(f"| P1 ensemble / sum of members, s per token (batch 1) | {p1['ensemble_s_per_token']*1000:.1f} ms / "
-                 f"{sum(p1['members_s_per_token'])*1000:.1f} ms = **{p1['ratio']:.2f}x** | {ok('P1', p1['ratio'])} |")
+                 f"{sum(p1['members_s_per_token'])*1000:.1f} ms = **{p1['ratio']:.2f}x**; without the fusion time "
+                 f"{p1['ratio_without_fusion']:.2f}x; floor of the rows computed "
+                 f"({'+'.join(f'{r:.0f}' for r in p1['rows_computed_per_fused_step'])} per fused step, "
+                 f"{p1['fused_steps']}/{p1['steps']} steps fused, "
+                 f"{'+'.join(f'{t:.3f}' for t in p1['ms_per_row'])} ms per row): {p1['ratio_floor_rows']:.2f}x | "
+                 f"{ok('P1', p1['ratio'])} |")
     lines.append(f"| P2 KV-cache resync vs re-prefill (same tokens: {p2['same_tokens']}) | {p2['cache_s']:.1f} s vs "
-                 f"{p2['reprefill_s']:.1f} s = **{p2['speedup']:.1f}x** | {ok('P2', p2['speedup'])} |")
+                 f"{p2['reprefill_s']:.1f} s = **{p2['speedup']:.1f}x**; without the fusion time "
+                 f"{p2['speedup_without_fusion']:.1f}x | {ok('P2', p2['speedup'])} |")
     lines.append(f"| P3 tokens/s batch {p3['batch']} vs 1 | {p3['tokens_per_s_batch']:.1f} vs {p3['tokens_per_s_1']:.1f} "
                  f"= **{p3['ratio']:.1f}x**; members alone (the floor): {p3['members_alone_tokens_per_s_batch']:.1f} vs "
                  f"{p3['members_alone_tokens_per_s_1']:.1f} = {p3['members_alone_ratio']:.1f}x | {ok('P3', p3['ratio'])} |")
-    lines.append(f"| P4 peak RSS / weights ({res['anchors']} anchors) | {p4['peak_rss_bytes']/1e9:.2f} GB / "
+    lines.append(f"| P4 peak {memory} / weights ({res['anchors']} anchors) | {p4['peak_rss_bytes']/1e9:.2f} GB / "
                  f"{p4['weights_bytes']/1e9:.2f} GB = **{p4['ratio']:.2f}x** (release's dense matrices: "
                  f"{p4['release_dense_bytes']/1e9:.1f} GB); members alone, same process kind: "
                  f"{p4['members_alone_peak_rss_bytes']/1e9:.2f} GB = {p4['floor_ratio']:.2f}x | {ok('P4', p4['ratio'])} |")
@@ -237,12 +331,18 @@ def markdown(res: dict) -> str:
     if "P5_warm_snakemake_s" in res:
         lines.append(f"| P5 warm snakemake, nothing to do ({res['P5_warm_nothing_to_do']}) | "
                      f"**{res['P5_warm_snakemake_s']:.1f} s** | {ok('P5_warm', res['P5_warm_snakemake_s'])} |")
-    acc = p6["arc_c_accuracy"]
-    lines.append(f"| P6 fast = paper, share of steps ({p6['anchors']} anchors; {p6['skipped_steps']} of the steps "
-                 f"needed no fusion) | {p6['agree']}/{p6['steps']} = **{100*p6['share']:.1f}%**; ARC-C ({acc['questions']} q.) fast {acc['fast']:.1f}% vs paper "
-                 f"{acc['paper']:.1f}% | {ok('P6', p6['share'])} |")
+    if p6 is not None:
+        acc = p6["arc_c_accuracy"]
+        lines.append(f"| P6 fast = paper, share of steps ({p6['anchors']} anchors; {p6['skipped_steps']} of the steps "
+                     f"needed no fusion) | {p6['agree']}/{p6['steps']} = **{100*p6['share']:.1f}%**; ARC-C "
+                     f"({acc['questions']} q.) fast {acc['fast']:.1f}% vs paper {acc['paper']:.1f}% | "
+                     f"{ok('P6', p6['share'])} |")
     b = res["breakdown_ms_per_step"]
-    lines += ["", "One ensemble step, batch 1 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in b.items())]
+    where = f"{res.get('device', 'cpu')}, {res.get('dtype', 'float32')}"
+    if res.get("random_weights"):
+        where += ", random weights (timing only; P6 skipped)"
+    lines += ["", "One ensemble step, batch 1 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in b.items()),
+              "", f"Members: {', '.join(res['members'])} ({where})."]
     return "\n".join(lines) + "\n"
 
 
@@ -255,12 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-anchors", type=int, default=1000)
     parser.add_argument("--out", default="results/bench.json")
     parser.add_argument("--snakemake-dir", default=".", help="where a finished pipeline lives (P5 warm re-run)")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when visible), cpu, cuda, cuda:1...")
+    parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="members are directories with config.json + tokenizer files; draw their weights at "
+                             "random (timing only: P6 is skipped)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     out = Path(args.out)
     res = bench(args.members, quick=args.quick, repeats=repeats, out_json=out, out_md=out.with_suffix(".md"),
                 p6_anchors=args.p6_anchors, snakemake_dir=Path(args.snakemake_dir) if args.snakemake_dir else None,
-                min_anchors=args.min_anchors)
+                min_anchors=args.min_anchors, device=args.device, dtype=args.dtype,
+                random_weights=args.random_weights)
     print(markdown(res))
     return 0
 

@@ -102,6 +102,7 @@ class RelativeSpace:
                 anchor_unit = self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
             self.anchor_unit_t = anchor_unit.to(self.device, torch.float32).T.contiguous()  # [d, |A|]
         self._cache_cap = int(cache_rows)
+        self.rows_computed = 0  # rows computed from scratch so far (the benchmark's cost counter)
         self._slot_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
         self._id_of = torch.full((max(self._cache_cap, 0),), -1, dtype=torch.long)
         self._last_used = torch.zeros(max(self._cache_cap, 0), dtype=torch.long)
@@ -126,6 +127,7 @@ class RelativeSpace:
     def compute_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """R_i[ids] computed from scratch: [len(ids), |A|] fp32, rows sum to 1."""
         ids = ids.to(self.device)
+        self.rows_computed += len(ids)
         unit = self.embeddings[ids].float() / self.norms[ids, None]
         if self._over_vocab:
             cos = (unit @ self.embeddings.T)[:, self.anchor_ids] / self.norms[self.anchor_ids]  # [k, |A|]

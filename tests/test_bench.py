@@ -19,3 +19,22 @@ def test_bench_smoke(pair_dirs, tmp_path):
     assert data["P2"]["same_tokens"] is True
     assert 0.0 <= data["P6"]["share"] <= 1.0
     assert (tmp_path / "bench.md").read_text().startswith("| figure |")
+    assert data["P1"]["ratio_floor_rows"] >= 1.0 and data["P1"]["fused_steps"] >= 1
+    assert data["P2"]["speedup_without_fusion"] > 0
+
+
+def test_random_weight_members_keep_architecture_and_tokenizer(pair_dirs, tmp_path):
+    """``--random-weights``: same config and tokenizer, weights drawn afresh (seeded, so reruns reuse them)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from deepen.bench import random_weight_members
+
+    dirs = random_weight_members(list(pair_dirs), tmp_path)
+    assert random_weight_members(list(pair_dirs), tmp_path) == dirs
+    for src, new in zip(pair_dirs, dirs):
+        a, b = (AutoModelForCausalLM.from_pretrained(d) for d in (src, new))
+        assert a.config.to_dict() | {"_name_or_path": ""} == b.config.to_dict() | {"_name_or_path": ""}
+        assert AutoTokenizer.from_pretrained(src).get_vocab() == AutoTokenizer.from_pretrained(new).get_vocab()
+        wa, wb = a.get_input_embeddings().weight, b.get_input_embeddings().weight
+        assert wa.shape == wb.shape and not torch.equal(wa, wb)
