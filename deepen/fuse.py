@@ -35,6 +35,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch.optim import AdamW
@@ -96,6 +97,11 @@ class FusionConfig:
 
 def learning_rates(eta: float, steps: int) -> list[float]:
     """The lr of each search iteration under CosineAnnealingLR(T_max=10, eta_min=eta/4)."""
+    return list(_learning_rates(float(eta), int(steps)))
+
+
+@lru_cache(maxsize=64)
+def _learning_rates(eta: float, steps: int) -> tuple[float, ...]:
     z = torch.zeros(1, requires_grad=True)
     opt = AdamW([z], lr=eta)
     sched = CosineAnnealingLR(opt, T_max=T_MAX, eta_min=eta / 4)
@@ -104,7 +110,7 @@ def learning_rates(eta: float, steps: int) -> list[float]:
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    return lrs
+    return tuple(lrs)
 
 
 def _adam_step_bound(t: int) -> float:
@@ -132,11 +138,15 @@ def search(z0: torch.Tensor, relative, target: torch.Tensor, eta: float, steps: 
     ``target`` [B, |A|]. Returns the final logits [B, K] (fp32). ``relative`` may be a list of blocks whose rows
     follow one another (no concatenated copy).
 
+    The release's loop: KL(target || softmax(z) @ R) / |A| per row (torch's KLDivLoss, mean), AdamW(eta, betas
+    (0.9, 0.999), weight decay 0.01) and CosineAnnealingLR(T_max=10, eta_min=eta/4), ``steps`` iterations. The
+    gradient is written out rather than taken by autograd (same arithmetic, no graph, no loss value):
+    dL/dq = -target / (q |A|), dL/ds = dL/dq @ R^T, dL/dz = s * (dL/ds - sum(s * dL/ds)); AdamW's update is
+    torch's, step for step (tested against torch.optim.AdamW).
+
     ``counts`` [B, K] (fast mode's pseudo-tokens): column k stands for counts[b, k] tokens sharing its logit and row;
     it weighs counts times in the softmax, and its gradient is divided by counts (the gradient of one of them)."""
-    z = z0.detach().float().clone().requires_grad_(True)
-    opt = AdamW([z], lr=eta, betas=BETAS, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY)
-    sched = CosineAnnealingLR(opt, T_max=T_MAX, eta_min=eta / 4)
+    z = z0.detach().float().clone()
     blocks = list(relative) if isinstance(relative, (list, tuple)) else [relative]
     n_anchors = blocks[0].shape[-1]
     bounds = [0]
@@ -144,18 +154,29 @@ def search(z0: torch.Tensor, relative, target: torch.Tensor, eta: float, steps: 
         bounds.append(bounds[-1] + b.shape[0])
     counts = None if counts is None else counts.clamp_min(1)
     log_counts = None if counts is None else counts.log()
-    with torch.enable_grad():
-        for _ in range(steps):
+    # autograd's order: the mean's 1/|A| (fp32) times -target, then / q
+    neg_target = target.float() * torch.tensor(1.0 / n_anchors, dtype=torch.float32)
+    neg_target.neg_()
+    exp_avg = torch.zeros_like(z)
+    exp_avg_sq = torch.zeros_like(z)
+    b1, b2 = BETAS
+    with torch.no_grad():
+        for t, lr in enumerate(learning_rates(eta, steps), start=1):
             s = torch.softmax(z if counts is None else z + log_counts, dim=-1)
             q = sum(s[:, lo:hi] @ b for lo, hi, b in zip(bounds, bounds[1:], blocks))
-            loss = torch.nn.functional.kl_div(torch.log(q), target, reduction="sum") / n_anchors
-            opt.zero_grad()
-            loss.backward()
+            grad_q = neg_target / q
+            grad_s = torch.cat([grad_q @ b.T for b in blocks], -1) if len(blocks) > 1 else grad_q @ blocks[0].T
+            # s * (grad_s - sum(s * grad_s)), with the kernel autograd uses (so the rounding is autograd's too)
+            grad = torch.ops.aten._softmax_backward_data(grad_s, s, -1, s.dtype)
             if counts is not None:
-                z.grad /= counts
-            opt.step()
-            sched.step()
-    return z.detach()
+                grad /= counts
+            # torch.optim.AdamW, one parameter: decoupled weight decay, then the Adam step with bias corrections
+            z.mul_(1 - lr * WEIGHT_DECAY)
+            exp_avg.lerp_(grad, 1 - b1)
+            exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            denom = (exp_avg_sq.sqrt() / (1 - b2**t) ** 0.5).add_(ADAM_EPS)
+            z.addcdiv_(exp_avg, denom, value=-lr / (1 - b1**t))
+    return z
 
 
 class Fuser:

@@ -33,6 +33,38 @@ def test_search_matches_the_release_loop_on_one_row():
     assert torch.allclose(search(z0, R, target, 0.3, 5), z.detach(), atol=1e-6)
 
 
+def _autograd_search(z0, blocks, target, eta, steps, counts):
+    """The search as the release writes it: autograd through the KL loss, torch's AdamW and cosine schedule."""
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([z], lr=eta, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=eta / 4)
+    log_counts = counts.clamp_min(1).log()
+    for _ in range(steps):
+        s = torch.softmax(z + log_counts, -1)
+        q = s[:, : len(blocks[0])] @ blocks[0] + s[:, len(blocks[0]) :] @ blocks[1]
+        loss = torch.nn.functional.kl_div(torch.log(q), target, reduction="sum") / target.shape[-1]
+        opt.zero_grad()
+        loss.backward()
+        z.grad /= counts.clamp_min(1)
+        opt.step()
+        sched.step()
+    return z.detach()
+
+
+def test_search_is_bitwise_the_autograd_loop_with_blocks_counts_and_masked_tokens():
+    """The search writes its gradient out instead of using autograd; every bit of the result is autograd's."""
+    g = torch.Generator().manual_seed(12)
+    for _ in range(10):
+        blocks = [torch.softmax(torch.randn(50, 40, generator=g) * 3, -1),
+                  torch.softmax(torch.randn(30, 40, generator=g), -1)]
+        z0 = torch.randn(4, 80, generator=g) * 2
+        z0[torch.rand(4, 80, generator=g) < 0.2] = float("-inf")
+        target = torch.softmax(torch.randn(4, 40, generator=g), -1)
+        counts = torch.cat([torch.ones(4, 50), torch.randint(0, 9, (4, 30), generator=g).float()], -1)
+        assert torch.equal(search(z0, blocks, target, 0.3, 5, counts),
+                           _autograd_search(z0, blocks, target, 0.3, 5, counts))
+
+
 def test_batched_search_equals_row_by_row():
     torch.manual_seed(1)
     V, A = 40, 16
