@@ -201,14 +201,13 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     # P2: KV-cache resync vs re-prefill, same tokens
     _log(f"P2: {long_tokens} tokens, cache vs re-prefill")
     ref = Ensemble(members, sync="reprefill", anchors=ens.anchors, spaces=ens.spaces, progress=False)
-    out_c = ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True)[0]
-    out_r = ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True)[0]
+    # first runs: the tokens to compare, and each run's fusion time (taken out below: what resync alone gains)
+    out_c = ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0]
+    out_r = ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0]
+    fuse_c, fuse_r = out_c.timings["fuse"], out_r.timings["fuse"]
     t_cache = _median_time(lambda: ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True), repeats)
     t_ref = _median_time(lambda: ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True),
                          1 if not quick else repeats)
-    # the same two runs with their fusion time taken out: what the resync scheme alone gains
-    fuse_c = ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0].timings["fuse"]
-    fuse_r = ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0].timings["fuse"]
     res["P2"] = {"cache_s": t_cache, "reprefill_s": t_ref, "speedup": t_ref / t_cache,
                  "same_tokens": out_c.token_ids == out_r.token_ids, "cache_fuse_s": fuse_c, "reprefill_fuse_s": fuse_r,
                  "speedup_without_fusion": (t_ref - fuse_r) / (t_cache - fuse_c)}

@@ -23,7 +23,7 @@ Two ways to run it:
   overtake it. With ``topk`` >= |V| and ``mass`` = 1 nothing is left in the tail and the two modes do the same
   arithmetic. On a flat distribution (random weights, a very uncertain step) thousands of tokens can be within
   reach; then only the ``4 * topk`` with the highest logits are kept (real members here never had more than 18
-  contenders in a step), so a step never computes more than a few hundred rows.
+  contenders in a step), so a row never keeps more than a few hundred tokens.
 
 Rows are independent: the loss is summed over rows, each row's term being its own KLDivLoss(mean), so every row gets
 exactly the gradient it would get alone, and AdamW acts elementwise.
