@@ -161,6 +161,11 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     res["members"] = [m.name for m in members]
     res["dtype"] = str(members[0].model.dtype).removeprefix("torch.")
 
+    # P1 (its floor): the members alone, batch 1, measured before the ensemble exists (which may reorder a member's
+    # embedding rows, see RelativeSpace.of_member: exact, but one gather of the logits per step)
+    _log("P1: per-token latency")
+    alone = [per_token_latency(Ensemble([m], progress=False), [PROMPT], tokens, repeats) for m in members]
+
     # P5 (cold): anchors + relative spaces from loaded models
     _sync()
     t0 = time.perf_counter()
@@ -169,9 +174,7 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     res["P5_cold_build_s"] = time.perf_counter() - t0
     res["anchors"] = len(ens.anchors)
 
-    # P1: ensemble vs the members alone, batch 1
-    _log("P1: per-token latency")
-    alone = [per_token_latency(Ensemble([m], progress=False), [PROMPT], tokens, repeats) for m in members]
+    # P1: the ensemble, batch 1
     ens_tok = per_token_latency(ens, [PROMPT], tokens, repeats)
     res["P1"] = {"members_s_per_token": alone, "ensemble_s_per_token": ens_tok, "ratio": ens_tok / sum(alone)}
 

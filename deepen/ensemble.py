@@ -155,7 +155,7 @@ class Ensemble:
                 release_freed_memory()
             if self.spaces is None:
                 self.spaces = [
-                    RelativeSpace(m.model.get_input_embeddings().weight[:n], self.anchors.ids[i], cache_rows=row_cache)
+                    RelativeSpace.of_member(m, self.anchors.ids[i], n, cache_rows=row_cache)
                     for i, (m, n) in enumerate(zip(self.members, self.sizes))
                 ]
             if mode == "paper":

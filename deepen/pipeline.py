@@ -213,10 +213,6 @@ def anchors_table(vocab_paths: list[str], names: list[str], out: str | os.PathLi
 # -- 4. relative representations -------------------------------------------------------------------------------------
 
 
-def _embeddings(member, vocab_size: int):
-    return member.model.get_input_embeddings().weight[:vocab_size]
-
-
 def relative_table(model_dir: str | os.PathLike, meta_path: str | os.PathLike, anchors_path: str | os.PathLike,
                    member_index: int, out: str | os.PathLike) -> int:
     """Member ``member_index``'s relative space against the ensemble's anchors: what fast mode needs.
@@ -234,7 +230,7 @@ def relative_table(model_dir: str | os.PathLike, meta_path: str | os.PathLike, a
     anchors = Anchors.from_table(read_table(anchors_path))
     member = load_member(str(model_dir), dtype="float32", device="cpu")
     verify_member(member, meta, str(meta_path), model_dir)
-    space = RelativeSpace(_embeddings(member, meta["vocab_size"]), anchors.ids[member_index])
+    space = RelativeSpace.of_member(member, anchors.ids[member_index], meta["vocab_size"])
     table = space.to_table()
     table = table.replace_schema_metadata({b"fingerprint": meta["fingerprint"].encode(),
                                            b"member_index": str(member_index).encode()})
@@ -363,7 +359,7 @@ def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str]
             raise DeepenError(f"{path} was built for another version of {member.name}; delete it and rerun the "
                               "pipeline")
         try:
-            spaces.append(RelativeSpace.from_table(table, _embeddings(member, meta["vocab_size"])))
+            spaces.append(RelativeSpace.of_member(member, anchors.ids[i], meta["vocab_size"], table=table))
         except (ValueError, KeyError) as exc:
             raise DeepenError(f"{path}: {exc}") from exc
     return Ensemble(members, weights=weights, eta=eta, steps=steps, mode=mode, anchors=anchors, spaces=spaces,

@@ -6,8 +6,11 @@ For token v of member i, with E_i its INPUT embedding matrix and A the anchors (
     R_i[v]  = softmax(100 * c[v] / ||c[v]||_2)           [|A|], sums to 1
 
 Dense R_i is |V_i| x |A| floats (48 GB for Gemma-3 against 45.6k anchors), so this module computes rows on demand
-from what is cheap to keep: the anchors' unit embeddings [|A|, d] and the norms of all embedding rows [|V|]. A small
-LRU cache keeps the rows of recently seen tokens. ``dense()`` builds the whole matrix for paper mode.
+from the embedding matrix itself and the norms of its rows [|V|]. The anchors' embeddings are read in place: when
+they are most of the vocabulary (SmolLM2) from the whole matrix, when the member's rows were reordered with the
+anchors first (``RelativeSpace.of_member``, Gemma-3) from the front block; otherwise from a copy of their unit
+embeddings. A small LRU cache keeps the rows of recently seen tokens. ``dense()`` builds the whole matrix for paper
+mode.
 
 Fast mode computes rows only for the tokens that carry a member's probability mass; the rest of the vocabulary (the
 tail) is summarised by **tail clusters**: the tokens are grouped by direction of their embedding (spherical k-means,
@@ -22,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from deepen.members import put_anchors_first, vocabulary_order
+
 TEMPERATURE = 100.0
 CACHE_FORMAT = 2  # of ``to_table``: 2 = tail clusters (1 had one mean row)
 FULL_VOCAB_RATIO = 1.25  # see RelativeSpace.__init__
@@ -33,17 +38,19 @@ _EPS = 1e-8
 
 
 def tail_clusters(embeddings: torch.Tensor, norms: torch.Tensor, n_clusters: int,
-                  iterations: int = KMEANS_ITERATIONS, sample: int = KMEANS_SAMPLE, block: int = 16384) -> torch.Tensor:
+                  iterations: int = KMEANS_ITERATIONS, sample: int = KMEANS_SAMPLE, block: int = 16384,
+                  row_of: torch.Tensor | None = None) -> torch.Tensor:
     """Spherical k-means of the embeddings' directions: each token's cluster [|V|] int64, deterministic.
 
     Centroids start at evenly spaced tokens and are fitted on an evenly spaced sample of the vocabulary; then every
     token goes to its nearest centroid (cosine), a block at a time (no unit copy of the whole matrix). A cluster left
-    empty keeps its previous centroid."""
+    empty keeps its previous centroid. ``norms`` are in token order; ``row_of`` maps tokens to rows of
+    ``embeddings`` (None: row = token)."""
     n = embeddings.shape[0]
     n_clusters = max(1, min(int(n_clusters), n))
 
     def unit(ids):
-        return embeddings[ids].float() / norms[ids, None]
+        return embeddings[ids if row_of is None else row_of[ids]].float() / norms[ids, None]
 
     fit = unit(torch.linspace(0, n - 1, min(sample, n), device=embeddings.device).round().long().unique())
     centroids = fit[torch.linspace(0, len(fit) - 1, n_clusters, device=fit.device).round().long()].clone()
@@ -56,6 +63,24 @@ def tail_clusters(embeddings: torch.Tensor, norms: torch.Tensor, n_clusters: int
     return torch.cat([(unit(b) @ centroids.T).argmax(-1) for b in ids.split(block)])
 
 
+def _dots(matrix: torch.Tensor, unit: torch.Tensor, pick: torch.Tensor | None = None, block: int = 2048):
+    """``unit @ matrix.T`` [k, n] (only the columns ``pick`` when given), fp32.
+
+    On a CPU, MKL multiplies a few rows by a transposed [n, d] matrix 1.5-2.5x slower than by a [d, n] one (it packs
+    the whole matrix on every call for k < 64; measured at n = 46k, d = 640), so this computes ``matrix @ unit.T``
+    [n, k] and transposes it into place a block at a time (torch's whole-matrix transposed copy is 2x slower)."""
+    if matrix.device.type != "cpu":
+        out = unit @ matrix.T
+        return out if pick is None else out[:, pick]
+    by_row = matrix @ unit.T.contiguous()  # [n, k]
+    n = by_row.shape[0] if pick is None else len(pick)
+    out = torch.empty(unit.shape[0], n, dtype=by_row.dtype)
+    for start in range(0, n, block):
+        part = by_row[start : start + block] if pick is None else by_row[pick[start : start + block]]
+        out[:, start : start + block].copy_(part.T)
+    return out
+
+
 class RelativeSpace:
     """Member i's relative representation against the ensemble's anchors.
 
@@ -66,7 +91,11 @@ class RelativeSpace:
         cache_rows: how many computed rows to keep (LRU); 0 disables the cache.
         n_clusters: C, the tail clusters (see the module docstring).
         tail_sample: rows averaged per cluster for its mean row; exact for clusters no larger than this.
+        row_of: token t's row in ``embeddings`` (``VocabularyOrder.row_of``; None: row t).
+        anchors_first: the rows 0..|A|-1 of ``embeddings`` are the anchors, in order (``put_anchors_first``).
         tail_cluster / tail_rows: the clusters [|V|] and their mean rows [C, |A|] when already computed (a cache).
+
+    ``RelativeSpace.of_member`` builds a member's space with the anchors first where that saves a copy.
     """
 
     def __init__(
@@ -78,7 +107,8 @@ class RelativeSpace:
         cache_rows: int = 128,
         n_clusters: int = TAIL_CLUSTERS,
         tail_sample: int = TAIL_SAMPLE,
-        anchor_unit: torch.Tensor | None = None,
+        row_of: torch.Tensor | None = None,
+        anchors_first: bool = False,
         tail_cluster: torch.Tensor | None = None,
         tail_rows: torch.Tensor | None = None,
     ):
@@ -89,18 +119,27 @@ class RelativeSpace:
         self.anchor_ids = torch.as_tensor(np.array(anchor_ids, dtype=np.int64), device=self.device)
         self.temperature = float(temperature)
         self.vocab_size = self.embeddings.shape[0]
-        self.norms = self.embeddings.float().norm(dim=-1).clamp_min(_EPS)  # [|V|]
+        self.row_of = None if row_of is None else row_of[: self.vocab_size].to(self.device, torch.long)
+        norms = self.embeddings.float().norm(dim=-1).clamp_min(_EPS)
+        self.norms = norms if self.row_of is None else norms[self.row_of]  # [|V|], in token order
         self.n_anchors = len(self.anchor_ids)
-        # When the anchors are most of the vocabulary (SmolLM2: 46k of 49k), a copy of their unit embeddings would
-        # nearly duplicate the embedding matrix; multiplying by all of it and picking the anchor columns costs only
-        # |V|/|A| more and no memory. Otherwise (Gemma-3: 46k of 262k) the copy [d, |A|] is kept.
-        self._over_vocab = (anchor_unit is None and self.embeddings.dtype == torch.float32
-                            and self.vocab_size <= FULL_VOCAB_RATIO * self.n_anchors)
+        anchor_rows = self.anchor_ids if self.row_of is None else self.row_of[self.anchor_ids]
+        self._anchor_norms = self.norms[self.anchor_ids]
+        # Where the anchors' embeddings are read from: the front block (``anchors_first``); the whole matrix, when the
+        # anchors are most of the vocabulary (SmolLM2: 46k of 49k; multiplying by all of it and picking the anchor
+        # columns costs only |V|/|A| more and no memory); else a copy of their unit embeddings [d, |A|].
         self.anchor_unit_t = None
-        if not self._over_vocab:
-            if anchor_unit is None:
-                anchor_unit = self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
-            self.anchor_unit_t = anchor_unit.to(self.device, torch.float32).T.contiguous()  # [d, |A|]
+        self._anchor_rows = None
+        if anchors_first:
+            if not torch.equal(anchor_rows.cpu(), torch.arange(self.n_anchors)):
+                raise ValueError("anchors_first: the first rows of the embeddings are not the anchors in order")
+            self._reads = "front"
+        elif self.embeddings.dtype == torch.float32 and self.vocab_size <= FULL_VOCAB_RATIO * self.n_anchors:
+            self._reads, self._anchor_rows = "vocabulary", anchor_rows
+        else:
+            self._reads = "copy"
+            unit = self.embeddings[anchor_rows].float() / self._anchor_norms[:, None]
+            self.anchor_unit_t = unit.T.contiguous()  # [d, |A|]
         self._cache_cap = int(cache_rows)
         self.rows_computed = 0  # rows computed from scratch so far (the benchmark's cost counter)
         self._slot_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
@@ -116,23 +155,49 @@ class RelativeSpace:
         if tail_cluster is not None:
             self._set_tail(tail_cluster, tail_rows)
 
+    @staticmethod
+    def copies_anchors(embeddings: torch.Tensor, n_anchors: int) -> bool:
+        """Whether a space over these embeddings keeps a copy of the anchors' unit embeddings unless they come first."""
+        return embeddings.dtype != torch.float32 or embeddings.shape[0] > FULL_VOCAB_RATIO * n_anchors
+
+    @classmethod
+    def of_member(cls, member, anchor_ids, vocab_size: int | None = None, table: pa.Table | None = None,
+                  **kwargs) -> "RelativeSpace":
+        """Member ``member``'s space against ``anchor_ids`` (over its first ``vocab_size`` embedding rows), built, or
+        read from a ``to_table`` cache. Where the space would copy the anchors' embeddings, their rows are first
+        moved to the front of the member's embedding matrix (``put_anchors_first``: the model computes exactly what
+        it did), so they are read in place."""
+        weight = member.model.get_input_embeddings().weight
+        embeddings = weight[: weight.shape[0] if vocab_size is None else int(vocab_size)]
+        ids = torch.as_tensor(np.asarray(anchor_ids, dtype=np.int64))
+        if cls.copies_anchors(embeddings, len(ids)):
+            put_anchors_first(member.model, ids)
+        order = vocabulary_order(member.model)
+        order.in_use = True
+        kwargs.update(row_of=order.row_of, anchors_first=order.front is not None and torch.equal(order.front, ids))
+        return cls.from_table(table, embeddings, **kwargs) if table is not None else cls(embeddings, ids, **kwargs)
+
     @property
     def anchor_unit(self) -> torch.Tensor:
         """The anchors' unit embeddings [|A|, d] fp32."""
         if self.anchor_unit_t is not None:
             return self.anchor_unit_t.T
-        return self.embeddings[self.anchor_ids].float() / self.norms[self.anchor_ids, None]
+        return self._embedding_rows(self.anchor_ids).float() / self._anchor_norms[:, None]
+
+    def _embedding_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embeddings[ids if self.row_of is None else self.row_of[ids]]
 
     # -- the formula ---------------------------------------------------------------------------------------------
     def compute_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """R_i[ids] computed from scratch: [len(ids), |A|] fp32, rows sum to 1."""
         ids = ids.to(self.device)
         self.rows_computed += len(ids)
-        unit = self.embeddings[ids].float() / self.norms[ids, None]
-        if self._over_vocab:
-            cos = (unit @ self.embeddings.T)[:, self.anchor_ids] / self.norms[self.anchor_ids]  # [k, |A|]
-        else:
+        unit = self._embedding_rows(ids).float() / self.norms[ids, None]
+        if self._reads == "copy":
             cos = unit @ self.anchor_unit_t  # [k, |A|]
+        else:
+            block = self.embeddings[: self.n_anchors] if self._reads == "front" else self.embeddings
+            cos = _dots(block, unit, self._anchor_rows).div_(self._anchor_norms)  # [k, |A|]
         # in place: one [k, |A|] temporary besides the result (these are 12 MB per 64 rows at 46k anchors)
         cos.mul_(self.temperature / cos.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12))
         return torch.softmax(cos, dim=-1)
@@ -179,7 +244,7 @@ class RelativeSpace:
         Built once: spherical k-means on the unit embeddings, then each cluster's mean row over up to ``tail_sample``
         of its tokens, a seeded uniform sample (exact when the cluster is no larger)."""
         if self._tail is None:
-            cluster = tail_clusters(self.embeddings, self.norms, self._n_clusters)
+            cluster = tail_clusters(self.embeddings, self.norms, self._n_clusters, row_of=self.row_of)
             n_clusters = max(1, min(self._n_clusters, self.vocab_size))
             # each cluster's tokens in a fixed pseudo-random order (seeded: deterministic), so that the tokens averaged
             # are a uniform sample of the cluster rather than its lowest ids (BPE ids follow merge order)
@@ -238,8 +303,8 @@ class RelativeSpace:
 
     @classmethod
     def from_table(cls, table: pa.Table, embeddings: torch.Tensor, **kwargs) -> "RelativeSpace":
-        """Rebuild from ``to_table`` output and the member's embeddings (the norms are recomputed, cheaply)."""
-        d = table.schema.field("unit_embedding").type.list_size
+        """Rebuild from ``to_table`` output and the member's embeddings (the norms and, where a copy is kept, the
+        anchors' unit embeddings are recomputed from them, cheaply; the table's ``unit_embedding`` is not read)."""
         if "tail_rows" not in table.column_names or "tail_cluster" not in table.column_names:
             raise ValueError("this relative cache predates the tail clusters (no tail_rows / tail_cluster columns); "
                              "delete it and rerun, which rebuilds it")
@@ -248,9 +313,4 @@ class RelativeSpace:
             table["tail_rows"].combine_chunks().flatten().to_numpy().reshape(-1, n_clusters).T.copy())
         laid = table["tail_cluster"].combine_chunks().flatten().to_numpy()
         tail_cluster = torch.from_numpy(laid[: embeddings.shape[0]].astype(np.int64))
-        if embeddings.dtype == torch.float32 and embeddings.shape[0] <= FULL_VOCAB_RATIO * table.num_rows:
-            kwargs.setdefault("anchor_unit", None)  # recomputed from the embeddings without a copy
-        else:
-            unit = table["unit_embedding"].combine_chunks().flatten().to_numpy().reshape(-1, d)
-            kwargs.setdefault("anchor_unit", torch.from_numpy(unit.copy()))
         return cls(embeddings, table["anchor_id"].to_numpy(), tail_cluster=tail_cluster, tail_rows=tail_rows, **kwargs)

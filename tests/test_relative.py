@@ -1,6 +1,7 @@
 """Relative representations: the release's formula, computed on demand."""
 
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from deepen.relative import RelativeSpace
 
@@ -83,19 +84,105 @@ def test_a_cache_without_tail_clusters_is_refused_by_name():
 
 
 def test_anchors_covering_most_of_the_vocabulary_use_the_embeddings_in_place():
-    """SmolLM2-like (|A| close to |V|): no copy of the anchors' unit embeddings, same rows as the copying path."""
+    """SmolLM2-like (|A| close to |V|): no copy of the anchors' unit embeddings, the release's rows."""
     torch.manual_seed(3)
     emb = torch.randn(400, 12)
     anchors = torch.randperm(400)[:360]
     in_place = RelativeSpace(emb, anchors)
-    copied = RelativeSpace(emb, anchors, anchor_unit=emb[anchors] / emb[anchors].norm(dim=-1, keepdim=True))
-    assert in_place.anchor_unit_t is None and copied.anchor_unit_t is not None
-    ref = release_dense(emb, anchors)
-    assert torch.allclose(in_place.dense(), ref, atol=1e-5, rtol=1e-4)
-    assert torch.allclose(in_place.dense(), copied.dense(), atol=1e-6)
-    assert torch.allclose(in_place.anchor_unit, copied.anchor_unit, atol=1e-6)
+    small = RelativeSpace(emb, anchors[:100])  # a small anchor set (Gemma-3-like) keeps its own [d, |A|] copy
+    assert in_place.anchor_unit_t is None and small.anchor_unit_t is not None
+    assert torch.allclose(in_place.dense(), release_dense(emb, anchors), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(small.dense(), release_dense(emb, anchors[:100]), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(in_place.anchor_unit, emb[anchors] / emb[anchors].norm(dim=-1, keepdim=True), atol=1e-6)
     again = RelativeSpace.from_table(in_place.to_table(), emb)
     assert again.anchor_unit_t is None
     assert torch.allclose(again.rows(torch.tensor([0, 5, 399])), in_place.rows(torch.tensor([0, 5, 399])), atol=1e-7)
-    # a small anchor set (Gemma-3-like) keeps its own [d, |A|] copy
-    assert RelativeSpace(emb, anchors[:100]).anchor_unit_t is not None
+
+
+def _tied_member(vocab_size=600, hidden=24, seed=5):
+    """A tiny Llama whose output layer is its input embedding matrix (Gemma-3, SmolLM2 are tied too)."""
+    from synthetic import make_tokenizer
+
+    from deepen.members import Member
+
+    tok = make_tokenizer("bytelevel", vocab_size)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0, 1.0)
+    return Member(name="tied", model=model, tokenizer=tok)
+
+
+def test_anchors_first_reorders_the_embedding_rows_and_the_model_computes_exactly_what_it_did(tmp_path):
+    """Gemma-3's case (|A| << |V|): the anchors' rows move to the front of the tied embedding matrix in place, the
+    space reads them there (no copy), and the model's logits, greedy tokens, fingerprint and saved checkpoint are
+    bit for bit what they were."""
+    from deepen.members import fingerprint, load_member, put_anchors_first, vocabulary_order
+
+    member = _tied_member()
+    model = member.model
+    weight = model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight is weight
+    original = weight.detach().clone()
+    vocab = weight.shape[0]
+    anchors = torch.randperm(vocab, generator=torch.Generator().manual_seed(0))[:200]  # scattered, in shared order
+    ids = torch.tensor([[1, 17, 250, 599, 3, 42, 42, 512]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    tokens = model.generate(ids, max_new_tokens=6, do_sample=False)
+    digest = fingerprint(member.tokenizer, model)
+    reference = release_dense(original, anchors)
+    copied = RelativeSpace(original.clone(), anchors)  # the copying path, for comparison
+
+    space = RelativeSpace.of_member(member, anchors)
+    order = vocabulary_order(model)
+    assert space.anchor_unit_t is None and order.in_use and torch.equal(order.front, anchors)
+    assert torch.equal(weight[:200], original[anchors])  # the anchors first, in order
+    assert torch.equal(weight[order.row_of], original)  # every token's row is where row_of says
+    assert weight.data_ptr() == model.get_output_embeddings().weight.data_ptr()  # in place, still tied
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, logits)
+    assert torch.equal(model.generate(ids, max_new_tokens=6, do_sample=False), tokens)
+    assert fingerprint(member.tokenizer, model) == digest
+    assert torch.allclose(space.dense(block=64), reference, atol=1e-5, rtol=1e-4)
+    picked = torch.tensor([0, 5, int(anchors[3]), vocab - 1])
+    assert torch.allclose(space.rows(picked), copied.rows(picked), atol=1e-6)
+    assert torch.equal(space.tail[0], copied.tail[0])  # the clusters are computed in token order
+    assert torch.allclose(space.anchor_unit, copied.anchor_unit, atol=1e-7)
+    # the checkpoint is written in token order, and reads back into the reordered model
+    assert torch.equal(model.state_dict()["model.embed_tokens.weight"], original)
+    member.tokenizer.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    reloaded = load_member(str(tmp_path))
+    assert torch.equal(reloaded.model.get_input_embeddings().weight, original)
+    with torch.no_grad():
+        assert torch.equal(reloaded.model(input_ids=ids).logits, logits)
+    model.load_state_dict(reloaded.model.state_dict())
+    assert torch.equal(weight[order.row_of], original)
+    # once in use the order never changes: other anchors read a copy, through row_of
+    assert put_anchors_first(model, anchors[:50]) is False and put_anchors_first(model, anchors) is True
+    other = RelativeSpace.of_member(member, anchors[100:150])
+    assert other.anchor_unit_t is not None
+    assert torch.allclose(other.dense(), release_dense(original, anchors[100:150]), atol=1e-5, rtol=1e-4)
+
+
+def test_anchors_first_is_refused_where_it_cannot_be_exact():
+    """No reordering for a narrower dtype, an embedding matrix shared with other layers, or rows already in use."""
+    from deepen.members import put_anchors_first, vocabulary_order
+
+    anchors = torch.arange(0, 600, 7)
+    member = _tied_member()
+    member.model.to(torch.bfloat16)
+    assert put_anchors_first(member.model, anchors) is False
+    space = RelativeSpace.of_member(member, anchors)
+    assert space.anchor_unit_t is not None and vocabulary_order(member.model).row_of is None
+    shared = _tied_member()
+    shared.model.model.extra = torch.nn.Embedding(600, 24)
+    shared.model.model.extra.weight = shared.model.get_input_embeddings().weight  # a third holder of the matrix
+    assert put_anchors_first(shared.model, anchors) is False
+    used = _tied_member()
+    RelativeSpace.of_member(used, torch.arange(500))  # most of the vocabulary: read in place, no reordering
+    assert vocabulary_order(used.model).row_of is None and put_anchors_first(used.model, anchors) is False
