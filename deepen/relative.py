@@ -66,9 +66,9 @@ def tail_clusters(embeddings: torch.Tensor, norms: torch.Tensor, n_clusters: int
 def _dots(matrix: torch.Tensor, unit: torch.Tensor, pick: torch.Tensor | None = None, block: int = 2048):
     """``unit @ matrix.T`` [k, n] (only the columns ``pick`` when given), fp32.
 
-    On a CPU, MKL multiplies a few rows by a transposed [n, d] matrix 1.5-2.5x slower than by a [d, n] one (it packs
-    the whole matrix on every call for k < 64; measured at n = 46k, d = 640), so this computes ``matrix @ unit.T``
-    [n, k] and transposes it into place a block at a time (torch's whole-matrix transposed copy is 2x slower)."""
+    On a CPU, MKL multiplies k < 64 rows by a transposed [n, d] matrix 1.5-2.5x slower than by a [d, n] one
+    (measured at n = 46k, d = 640), so this computes ``matrix @ unit.T`` [n, k] and transposes it into place a block
+    at a time (torch's whole-matrix transposed copy is 2x slower)."""
     if matrix.device.type != "cpu":
         out = unit @ matrix.T
         return out if pick is None else out[:, pick]
