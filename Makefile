@@ -26,7 +26,7 @@ run: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 # The pipeline through profiles/slurm on a one-node SLURM cluster started on this machine (root, Debian/apt).
 test-slurm: setup

@@ -766,7 +766,7 @@ def check_data(config: dict, prompts_dir: str | os.PathLike = "resources/prompts
     """
     from deepen.tasks import check_local
 
-    data_dir = config.get("data_dir", "../shared/data/deepen_splits")
+    data_dir = config.get("data_dir", "data/deepen_splits")
     hub = bool(config.get("hub", False))
     root = Path(data_dir)
     if root.exists() and (not root.is_dir() or not os.access(root, os.R_OK | os.X_OK)):

@@ -544,11 +544,11 @@ def get_task(name: str | Task) -> Task:
 
 
 def default_data_dir() -> Path:
-    """$DEEPEN_DATA_DIR, else ../shared/data/deepen_splits next to the repository."""
+    """$DEEPEN_DATA_DIR, else the authors' files shipped with this repository (``data/deepen_splits``)."""
     env = os.environ.get("DEEPEN_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepen_splits"
+    return Path(__file__).resolve().parents[1] / "data" / "deepen_splits"
 
 
 # ---------------------------------------------------------------------------------------------

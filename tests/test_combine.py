@@ -261,8 +261,6 @@ def studies_run(tmp_path_factory):
     import synthetic
     from test_pipeline import DATA_DIR, _snakemake, _workdir, _write_config
 
-    if not (DATA_DIR / "ARC-Challenge" / "test.jsonl").is_file():
-        pytest.skip(f"task data not found under {DATA_DIR}")
     tmp = tmp_path_factory.mktemp("studies")
     models = {name: synthetic.build_member(tmp / "models", style, seed=seed, hidden_size=h, name=name,
                                            max_position_embeddings=4096)

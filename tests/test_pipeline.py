@@ -24,7 +24,7 @@ from deepen.errors import DeepenError
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-DATA_DIR = Path(os.environ.get("DEEPEN_DATA_DIR", ROOT.parent / "shared" / "data" / "deepen_splits"))
+DATA_DIR = ROOT / "data" / "deepen_splits"  # shipped with the repository
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
@@ -267,8 +267,6 @@ def _write_config(work: Path, config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    if not (DATA_DIR / "ARC-Challenge" / "test.jsonl").is_file():
-        pytest.skip(f"task data not found under {DATA_DIR}")
     tmp = tmp_path_factory.mktemp("e2e")
     # The pair of tests/synthetic.py, with a context long enough for 5-shot TriviaQA prompts.
     a = synthetic.build_member(tmp / "models", "bytelevel", seed=0, hidden_size=32, name="bytelevel",

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tools" / "slurm-cluster"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-DATA_DIR = Path(os.environ.get("DEEPEN_DATA_DIR", ROOT.parent / "shared" / "data" / "deepen_splits"))
+DATA_DIR = ROOT / "data" / "deepen_splits"  # shipped with the repository
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -29,12 +29,7 @@ from deepen.tasks import (
     write_prompts,
 )
 
-DATA_DIR = Path(
-    os.environ.get("DEEPEN_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared/data/deepen_splits")
-)
-needs_data = pytest.mark.skipif(
-    not DATA_DIR.is_dir(), reason=f"DeePEn split files not found at {DATA_DIR} (set DEEPEN_DATA_DIR)"
-)
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "deepen_splits"  # shipped with the repository
 
 _cache: dict[tuple[str, str], list[dict]] = {}
 
@@ -100,7 +95,6 @@ MMLU_ANATOMY_0 = (
 )
 
 
-@needs_data
 def test_mmlu_first_anatomy_prompt_is_exact():
     row = by_id("mmlu", "mmlu/anatomy/00000")
     assert row["prompt"].startswith(MMLU_HEADER + "Question: What is the embryological origin")
@@ -114,7 +108,6 @@ def test_mmlu_first_anatomy_prompt_is_exact():
     assert row["task"] == "mmlu"
 
 
-@needs_data
 def test_mmlu_subject_text_has_spaces_and_demos_are_per_subject():
     row = by_id("mmlu", "mmlu/high_school_physics/00000")
     assert row["prompt"].startswith("There is a single choice question about high school physics. ")
@@ -123,7 +116,6 @@ def test_mmlu_subject_text_has_spaces_and_demos_are_per_subject():
     assert row["prompt"].count("about high school physics.") == 6
 
 
-@needs_data
 def test_mmlu_limit_is_stratified_and_shards_partition():
     full = prompts("mmlu")
     head = build_prompts("mmlu", data_dir=DATA_DIR, limit=100)
@@ -134,7 +126,6 @@ def test_mmlu_limit_is_stratified_and_shards_partition():
     assert len({r["id"] for r in full}) == len(full)
 
 
-@needs_data
 def test_arc_first_prompt():
     row = by_id("arc_c", "arc_c/00000")
     assert row["prompt"] == (
@@ -149,7 +140,6 @@ def test_arc_first_prompt():
     assert row["answers"] == ["C"] and row["choices"] == ["A", "B", "C", "D"]
 
 
-@needs_data
 def test_arc_three_options_and_numeric_labels_in_authors_file():
     # Line 122: a 3-option question stored with an empty "D": no "D." line, no "D" choice.
     row = by_id("arc_c", "arc_c/00121")
@@ -203,7 +193,6 @@ def test_other_hub_mappers():
     assert nq_from_hub({"question": "q", "answer": ["x", "y"]}) == {"question": "q", "answer": ["x", "y"]}
 
 
-@needs_data
 def test_piqa_prompt():
     row = by_id("piqa", "piqa/00000")
     assert row["prompt"] == (
@@ -217,7 +206,6 @@ def test_piqa_prompt():
     assert row["answers"] == ["A"] and row["choices"] == ["A", "B"]
 
 
-@needs_data
 def test_gsm8k_prompt_structure_and_gold():
     row = by_id("gsm8k", "gsm8k/00000")
     prompt = row["prompt"]
@@ -260,7 +248,6 @@ TRIVIAQA_DEMOS = (
 )
 
 
-@needs_data
 def test_triviaqa_prompt_exact():
     row = by_id("triviaqa", "triviaqa/00000")
     assert row["prompt"] == (
@@ -276,7 +263,6 @@ def test_triviaqa_prompt_exact():
     assert row["max_new_tokens"] == 10 and row["stop"] == ["\n"] and row["choices"] == []
 
 
-@needs_data
 def test_nq_prompt_exact():
     row = by_id("nq", "nq/00000")
     assert row["prompt"] == (
@@ -291,7 +277,6 @@ def test_nq_prompt_exact():
     assert row["answers"] == ["14 December 1972 UTC", "December 1972"]
 
 
-@needs_data
 @pytest.mark.parametrize(
     "task, n_test, n_dev",
     [
@@ -309,7 +294,6 @@ def test_row_counts(task, n_test, n_dev):
     assert len({r["id"] for r in prompts(task)}) == n_test
 
 
-@needs_data
 def test_dev_ids_and_piqa_dev_sample():
     dev = prompts("piqa", "dev")
     assert all(r["id"].startswith("piqa/dev/") for r in dev)
@@ -430,7 +414,6 @@ def test_parquet_round_trip(tmp_path):
     assert read_prompts(path) == [row | {"source": None, "source_lang": None, "target_lang": None} for row in rows]
 
 
-@needs_data
 def test_parquet_round_trip_real_prompts(tmp_path):
     rows = prompts("triviaqa")[:50] + prompts("arc_c")[40:50]
     write_prompts(rows, tmp_path / "p.parquet")
