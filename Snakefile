@@ -1,6 +1,6 @@
-# DeePEn evaluation pipeline: models -> vocabularies -> anchors -> relative spaces -> prompts -> decode -> score ->
-# Voting / MBR -> summary; studies: scaling with the number of members, eta / T sweeps. All logic lives in deepen/
-# (pipeline.py, combine.py, studies.py); the rules only wire files together.
+# DeePEn evaluation pipeline, one rule file per stage: models -> vocabularies -> anchors -> relative spaces -> prompts
+# -> decode -> score -> Voting / MBR -> summary; studies: scaling with the number of members, η / T sweeps. The logic
+# lives in deepen/pipeline (experiment.py: which methods run on which tasks); the rules only wire files together.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -42,4 +42,4 @@ rule all:
     input:
         rules.summary.output,
         rules.plots.output,
-        study_targets(),
+        EXPERIMENT.study_targets(),

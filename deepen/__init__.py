@@ -1,14 +1,15 @@
 """deepen: DeePEn (arXiv 2404.12715) — ensembles of LLMs with different vocabularies, fused token by token.
 
-Read in the order of the method: members -> vocabulary -> anchors -> relative -> fuse -> sync -> ensemble.
-Names below are imported lazily, so light users (the pipeline's bookkeeping jobs) do not pay for torch.
+Read in the order of the method: members -> vocabulary -> anchors -> relative -> search -> fuse -> sync -> decoding ->
+methods -> ensemble (docs/architecture.md has the whole map). Names below are imported lazily, so light users (the
+pipeline's bookkeeping jobs) do not pay for torch.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
     "Anchors": "deepen.anchors", "find_anchors": "deepen.anchors",
-    "Ensemble": "deepen.ensemble", "Generation": "deepen.ensemble",
+    "Ensemble": "deepen.ensemble", "Generation": "deepen.decoding",
     "DeepenError": "deepen.errors",
     "FusionConfig": "deepen.fuse",
     "Member": "deepen.members", "load_member": "deepen.members",

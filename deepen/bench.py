@@ -172,7 +172,7 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     ens = Ensemble(members, min_anchors=min_anchors, progress=False)
     _sync()
     res["P5_cold_build_s"] = time.perf_counter() - t0
-    res["anchors"] = len(ens.anchors)
+    res["anchors"] = len(ens.method.anchors)
 
     # P1: the ensemble, batch 1
     ens_tok = per_token_latency(ens, [PROMPT], tokens, repeats)
@@ -180,16 +180,16 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
 
     _partial(res, out_json)
     # breakdown of one ensemble step (batch 1), and what the fusion arithmetic costs at least
-    rows_before, fused_before = [s.rows_computed for s in ens.spaces], ens.fuser.fused
+    rows_before, fused_before = [s.rows_computed for s in ens.method.spaces], ens.method.fuser.fused
     g = ens.generate([PROMPT], max_new_tokens=tokens, timings=True, ignore_eos=True)[0]
     steps = max(g.timings["steps"] - 1, 1)
     res["breakdown_ms_per_step"] = {k: 1000 * v / steps for k, v in g.timings.items()
                                     if k in ("forward_main", "forward_assistants", "fuse", "relative", "search",
                                              "tokenizer")}
-    rows = [s.rows_computed - r for s, r in zip(ens.spaces, rows_before)]
-    fused = ens.fuser.fused - fused_before
+    rows = [s.rows_computed - r for s, r in zip(ens.method.spaces, rows_before)]
+    fused = ens.method.fuser.fused - fused_before
     row_s = [_median_time(lambda s=s: s.compute_rows(torch.arange(64) * (s.vocab_size // 64)), 5) / 64
-             for s in ens.spaces]
+             for s in ens.method.spaces]
     fuse_per_token = g.timings["fuse"] / g.timings["steps"]
     res["P1"] |= {
         "fused_steps": fused, "steps": g.timings["steps"],
@@ -203,7 +203,7 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
 
     # P2: KV-cache resync vs re-prefill, same tokens
     _log(f"P2: {long_tokens} tokens, cache vs re-prefill")
-    ref = Ensemble(members, sync="reprefill", anchors=ens.anchors, spaces=ens.spaces, progress=False)
+    ref = Ensemble(members, sync="reprefill", anchors=ens.method.anchors, spaces=ens.method.spaces, progress=False)
     # first runs: the tokens to compare, and each run's fusion time (taken out below: what resync alone gains)
     out_c = ens.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0]
     out_r = ref.generate([PROMPT], max_new_tokens=long_tokens, ignore_eos=True, timings=True)[0]
@@ -246,7 +246,7 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     floor = peak_memory_of_generate(srcs, n, alone=True, device=device, dtype=dtype)
     res["P4"] = {"memory": "cuda max_memory_allocated" if device.startswith("cuda") else "resident set",
                  "peak_rss_bytes": rss, "weights_bytes": wb, "ratio": rss / wb, "members_alone_peak_rss_bytes": floor,
-                 "floor_ratio": floor / wb, "release_dense_bytes": sum(s.dense_bytes() for s in ens.spaces)}
+                 "floor_ratio": floor / wb, "release_dense_bytes": sum(s.dense_bytes() for s in ens.method.spaces)}
 
     # P5 (warm): snakemake with nothing to do
     if snakemake_dir is not None and (snakemake_dir / "results" / "summary.md").is_file():
@@ -264,29 +264,53 @@ def bench(sources: list[str], *, quick: bool, repeats: int, out_json: Path, out_
     # P6: fast vs paper on real prompts, capped anchors
     _log(f"P6: fast vs paper with {p6_anchors} anchors")
     capped = Ensemble(members, max_anchors=p6_anchors, min_anchors=min(min_anchors, p6_anchors), progress=False)
-    shadow = Fuser(capped.spaces, FusionConfig(eta=capped.config.eta, steps=capped.config.steps, mode="paper"))
+    shadow = Fuser(capped.method.spaces, FusionConfig(eta=capped.method.config.eta, steps=capped.method.config.steps,
+                                                      mode="paper"))
+    capped.method = Shadowed(capped.method, shadow)
     rows = task_prompts({"arc_c": 2, "piqa": 2} if quick else {"triviaqa": 16, "nq": 16, "gsm8k": 4, "arc_c": 8,
                                                                 "mmlu": 8, "piqa": 8})
-    agree = compared = skipped = 0
     for start in range(0, len(rows), 4):
         part = rows[start : start + 4]
-        outs = capped.generate([r["prompt"] for r in part], max_new_tokens=8 if quick else 24,
-                               stop=[r["stop"] for r in part], batch_size=4, shadow=shadow)
-        agree += sum(o.timings["agree"] for o in outs)
-        compared += sum(o.timings["compared"] for o in outs)
-        skipped += sum(o.timings["skipped"] for o in outs)
+        capped.generate([r["prompt"] for r in part], max_new_tokens=8 if quick else 24,
+                        stop=[r["stop"] for r in part], batch_size=4)
+    agree, compared, skipped = capped.method.agree, capped.method.compared, capped.method.skipped
     res["P6"] = {"anchors": p6_anchors, "agree": agree, "steps": compared, "skipped_steps": skipped,
                  "share": agree / max(compared, 1)}
     mc = task_prompts({"arc_c": 4} if quick else {"arc_c": 40})
     acc = {}
     for mode in ("fast", "paper"):
-        e = Ensemble(members, mode=mode, anchors=capped.anchors, spaces=capped.spaces, progress=False)
+        e = Ensemble(members, mode=mode, anchors=capped.method.anchors, spaces=capped.method.spaces, progress=False)
         outs = e.generate([r["prompt"] for r in mc], max_new_tokens=1, choices=[r["choices"] for r in mc],
                           batch_size=8)
         acc[mode] = 100 * sum(o.choice == r["answers"][0] for o, r in zip(outs, mc)) / len(mc)
     res["P6"]["arc_c_accuracy"] = acc | {"questions": len(mc)}
     _write(res, out_json, out_md)
     return res
+
+
+class Shadowed:
+    """A DeePEn method that also runs a second fuser (paper mode) on every step it decided, and counts the steps where
+    both chose the same token (measurement only: it makes every member run every step)."""
+
+    def __init__(self, inner, shadow):
+        self.inner, self.shadow = inner, shadow
+        self.agree = self.compared = self.skipped = 0
+        self.decoding_members, self.main_rolls_back = inner.decoding_members, inner.main_rolls_back
+        self.eager_members, self.clock = inner.eager_members, inner.clock
+
+    def step(self, batch, allowed):
+        out = self.inner.step(batch, allowed)
+        chosen = torch.tensor([p[0].token for p in out.pieces])
+        rows = (~torch.isin(chosen, self.inner._eos)).nonzero().squeeze(-1)
+        if len(rows):
+            logits = [batch.logits(i) for i in range(len(self.inner.members))]
+            probs = [torch.softmax(lg[rows].float(), -1) for lg in logits]
+            other, _ = self.shadow.choose(logits[0][rows], probs)
+            for j, same in zip(rows.tolist(), (other.cpu() == chosen[rows]).tolist()):
+                self.agree += int(same)
+                self.compared += 1
+                self.skipped += int(not (out.ensembled or [False] * len(chosen))[j])
+        return out
 
 
 def _partial(res: dict, out_json: Path) -> None:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
+from deepen.ensemble import Ensemble
 from deepen.errors import DeepenError
+from deepen.fuse import FusionConfig
+from deepen.members import load_member, resolve_device
+from deepen.methods import REGISTRY, parse as parse_method
+from deepen.progress import log
+from deepen.sources import cache_home, locate
 
 
 def _weights(text: str) -> list[float]:
@@ -34,17 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--src-lang", default=None, help="source language of encoder-decoder translators (en, deu_Latn)")
     g.add_argument("--tgt-lang", default=None, help="target language of encoder-decoder translators (de, deu_Latn)")
     g.add_argument("--max-new-tokens", type=int, default=32)
-    g.add_argument("--eta", type=float, default=0.15, help="relative ensemble learning rate (0 = main model alone)")
-    g.add_argument("--steps", type=int, default=5, help="search iterations per token (T)")
+    g.add_argument("--method", default="deepen",
+                   help=f"decoding method: {', '.join(REGISTRY)}, or safe+<method> (default deepen)")
+    g.add_argument("--eta", type=float, default=FusionConfig.eta,
+                   help="DeePEn: relative ensemble learning rate (0 = main model alone)")
+    g.add_argument("--steps", type=int, default=FusionConfig.steps, help="DeePEn: search iterations per token (T)")
     g.add_argument("--weights", type=_weights, default=None, help="one per member, e.g. 0.6,0.4 (default uniform)")
-    g.add_argument("--mode", choices=("fast", "paper"), default="fast")
+    g.add_argument("--mode", choices=("fast", "paper"), default=FusionConfig.mode)
     g.add_argument("--max-dense-gb", type=float, default=None,
                    help="paper mode: memory budget of the dense relative matrices (default 90%% of what is free)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. --stop $'\\n'")
     g.add_argument("--min-anchors", type=int, default=1000)
     g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
-    g.add_argument("--topk", type=int, default=64, help="fast mode: most relative rows per member and step")
-    g.add_argument("--mass", type=float, default=0.999, help="fast mode: probability mass the rows must cover")
+    g.add_argument("--topk", type=int, default=FusionConfig.topk, help="fast mode: most relative rows per member and step")
+    g.add_argument("--mass", type=float, default=FusionConfig.mass, help="fast mode: probability mass the rows must cover")
     g.add_argument("--row-cache", type=int, default=128,
                    help="fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none)")
     g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
@@ -60,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     """Settings checks that need no model: bad values end the command before anything is loaded."""
-    from deepen.fuse import FusionConfig
-
+    parse_method(args.method)
     FusionConfig(eta=args.eta, steps=args.steps, weights=None if args.weights is None else tuple(args.weights),
                  mode=args.mode, topk=args.topk, mass=args.mass).validate(len(args.members))
     for name in ("max_new_tokens", "batch_size", "min_anchors"):
@@ -71,61 +80,57 @@ def check_args(args) -> None:
         raise DeepenError(f"--row-cache must be >= 0, got {args.row_cache}")
     if args.max_anchors is not None and args.max_anchors < 1:
         raise DeepenError(f"--max-anchors must be >= 1, got {args.max_anchors}")
-    if args.max_dense_gb is not None and args.max_dense_gb <= 0:
-        raise DeepenError(f"--max-dense-gb must be > 0, got {args.max_dense_gb}")
+    if args.max_dense_gb is not None and not (math.isfinite(args.max_dense_gb) and args.max_dense_gb > 0):
+        raise DeepenError(f"--max-dense-gb must be a finite number > 0, got {args.max_dense_gb}")
+    if len(set(args.members)) != len(args.members):
+        raise DeepenError(f"a member is listed twice ({', '.join(args.members)}); an ensemble needs distinct members")
     if any(not p for p in args.prompt):
         raise DeepenError("--prompt: an empty prompt gives the models nothing to read")
     if args.source is not None and len(args.source) != len(args.prompt):
         raise DeepenError(f"--source: give one per --prompt ({len(args.source)} sources for {len(args.prompt)} prompts)")
+    resolve_device(args.device)
+    if args.cache_dir is not None:
+        cache_home(args.cache_dir)
 
 
 def cmd_generate(args) -> int:
-    from deepen.ensemble import Ensemble, Generation
-    from deepen.members import context_error, load_member, locate
-
     check_args(args)
     t0 = time.perf_counter()
     for source in args.members:  # materialise everything first: one dequantisation in memory at a time
         locate(source, args.cache_dir)
     members = []
     for source in args.members:
-        print(f"[deepen] loading {source}...", file=sys.stderr, flush=True)
+        log(f"loading {source}...")
         members.append(load_member(source, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir,
                                    chat_template=args.chat_template))
-    ensemble = Ensemble(members, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
+    ensemble = Ensemble(members, args.method, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
                         min_anchors=args.min_anchors, max_anchors=args.max_anchors, topk=args.topk, mass=args.mass,
                         sync=args.sync, row_cache=args.row_cache,
                         max_dense_bytes=None if args.max_dense_gb is None else int(args.max_dense_gb * 1e9))
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
-    # A prompt too long for a member's context window gets an error row; the other prompts decode normally.
-    decoding = ensemble.members if ensemble.fuses else ensemble.members[:1]
-    sources = args.source or [None] * len(args.prompt)
-    errors = [context_error(decoding, p, args.max_new_tokens, s, args.src_lang, args.tgt_lang)
-              for p, s in zip(args.prompt, sources)]
-    for i, err in enumerate(errors):
-        if err is not None:
-            print(f"deepen: error: prompt {i + 1}: {err}", file=sys.stderr)
-    ok = [p for p, e in zip(args.prompt, errors) if e is None]
-    ok_sources = [s for s, e in zip(sources, errors) if e is None]
-    decoded = iter(ensemble.generate(ok, max_new_tokens=args.max_new_tokens, stop=args.stop,
-                                     batch_size=args.batch_size, timings=args.timings, sources=ok_sources,
-                                     src_lang=args.src_lang, tgt_lang=args.tgt_lang) if ok else [])
-    outputs = [next(decoded) if e is None else Generation("", [], f"error: {e}") for e in errors]
+    # A prompt that cannot be decoded (invalid text, too long for a member) gets an error row; the others decode.
+    outputs = ensemble.generate(args.prompt, max_new_tokens=args.max_new_tokens, stop=args.stop,
+                                batch_size=args.batch_size, timings=args.timings, sources=args.source,
+                                src_lang=args.src_lang, tgt_lang=args.tgt_lang)
     seconds = time.perf_counter() - t1
-    status = 0 if ok else 2  # every prompt failed: nothing was generated
+    for i, out in enumerate(outputs):
+        if out.stop_reason.startswith("error"):
+            print(f"deepen: error: prompt {i + 1}: {out.stop_reason.removeprefix('error: ')}", file=sys.stderr)
+    status = 2 if all(o.stop_reason.startswith("error") for o in outputs) else 0  # nothing was generated
     if not args.json:
         for out in outputs:
             print(out.text)
         return status
+    anchors = getattr(ensemble.method, "anchors", None)
     records = []
     for prompt, out in zip(args.prompt, outputs):
         rec = {
-            "prompt": prompt, "text": out.text, "token_ids": out.token_ids, "stop_reason": out.stop_reason,
+            "prompt": prompt.encode("utf-8", "backslashreplace").decode(), "text": out.text, "token_ids": out.token_ids, "stop_reason": out.stop_reason,
             "seconds": round(out.seconds, 4), "members": [m.name for m in members], "main": members[0].name,
-            "mode": args.mode, "eta": args.eta, "steps": args.steps,
-            "weights": ensemble.config.member_weights(len(members)),
-            "anchors": None if ensemble.anchors is None else len(ensemble.anchors),
+            "method": args.method, "mode": args.mode, "eta": args.eta, "steps": args.steps,
+            "weights": args.weights or [1 / len(members)] * len(members), "ensembled": out.ensembled,
+            "anchors": None if anchors is None else len(anchors),
             "setup_seconds": round(setup, 2), "generate_seconds": round(seconds, 3),
         }
         if args.timings:

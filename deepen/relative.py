@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from deepen.members import put_anchors_first, vocabulary_order
+from deepen.progress import bar
+from deepen.row_order import put_anchors_first, vocabulary_order
 
 TEMPERATURE = 100.0
-CACHE_FORMAT = 2  # of ``to_table``: 2 = tail clusters (1 had one mean row)
 FULL_VOCAB_RATIO = 1.25  # see RelativeSpace.__init__
 TAIL_CLUSTERS = 192  # C: clusters summarising the tail of the vocabulary
 TAIL_SAMPLE = 32  # rows averaged per cluster for its mean row (all of them when the cluster is smaller)
@@ -241,29 +241,35 @@ class RelativeSpace:
     def tail(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(cluster of each token [|V|], mean relative row of each cluster [C, |A|], cluster sizes [C]).
 
-        Built once: spherical k-means on the unit embeddings, then each cluster's mean row over up to ``tail_sample``
-        of its tokens, a seeded uniform sample (exact when the cluster is no larger)."""
+        Built once (``build_tail``): spherical k-means on the unit embeddings, then each cluster's mean row over up to
+        ``tail_sample`` of its tokens, a seeded uniform sample (exact when the cluster is no larger)."""
         if self._tail is None:
-            cluster = tail_clusters(self.embeddings, self.norms, self._n_clusters, row_of=self.row_of)
-            n_clusters = max(1, min(self._n_clusters, self.vocab_size))
-            # each cluster's tokens in a fixed pseudo-random order (seeded: deterministic), so that the tokens averaged
-            # are a uniform sample of the cluster rather than its lowest ids (BPE ids follow merge order)
-            perm = torch.randperm(self.vocab_size, generator=torch.Generator().manual_seed(0)).to(cluster.device)
-            order = perm[torch.argsort(cluster[perm], stable=True)]
-            sizes = torch.bincount(cluster, minlength=n_clusters)
-            starts = torch.cumsum(sizes, 0) - sizes
-            take = torch.minimum(sizes, torch.tensor(self._tail_sample, device=sizes.device))
-            # for cluster c: positions starts[c] + floor(k * sizes[c] / take[c]), k < take[c]
-            owner = torch.repeat_interleave(torch.arange(n_clusters, device=sizes.device), take)
-            k = torch.arange(len(owner), device=sizes.device) - (torch.cumsum(take, 0) - take)[owner]
-            picked = order[starts[owner] + torch.div(k * sizes[owner], take[owner], rounding_mode="floor")]
-            # accumulated in place in fp32 (sums of at most tail_sample rows), small blocks: no large temporaries
-            rows = torch.zeros(n_clusters, self.n_anchors, dtype=torch.float32, device=self.device)
+            self.build_tail()
+        return self._tail
+
+    def build_tail(self, progress: bool = False) -> None:
+        """Compute the tail clusters and their mean rows (``tail``), with a progress bar on stderr if asked."""
+        cluster = tail_clusters(self.embeddings, self.norms, self._n_clusters, row_of=self.row_of)
+        n_clusters = max(1, min(self._n_clusters, self.vocab_size))
+        # each cluster's tokens in a fixed pseudo-random order (seeded: deterministic), so that the tokens averaged
+        # are a uniform sample of the cluster rather than its lowest ids (BPE ids follow merge order)
+        perm = torch.randperm(self.vocab_size, generator=torch.Generator().manual_seed(0)).to(cluster.device)
+        order = perm[torch.argsort(cluster[perm], stable=True)]
+        sizes = torch.bincount(cluster, minlength=n_clusters)
+        starts = torch.cumsum(sizes, 0) - sizes
+        take = torch.minimum(sizes, torch.tensor(self._tail_sample, device=sizes.device))
+        # for cluster c: positions starts[c] + floor(k * sizes[c] / take[c]), k < take[c]
+        owner = torch.repeat_interleave(torch.arange(n_clusters, device=sizes.device), take)
+        k = torch.arange(len(owner), device=sizes.device) - (torch.cumsum(take, 0) - take)[owner]
+        picked = order[starts[owner] + torch.div(k * sizes[owner], take[owner], rounding_mode="floor")]
+        # accumulated in place in fp32 (sums of at most tail_sample rows), small blocks: no large temporaries
+        rows = torch.zeros(n_clusters, self.n_anchors, dtype=torch.float32, device=self.device)
+        with bar(len(picked), "tail clusters: mean relative rows", unit="row", enabled=progress) as done:
             for ids, who in zip(picked.split(128), owner.split(128)):
                 rows.index_add_(0, who, self.compute_rows(ids))
-            rows.div_(take.clamp_min(1)[:, None].float())
-            self._set_tail(cluster, rows)
-        return self._tail
+                done.update(len(ids))
+        rows.div_(take.clamp_min(1)[:, None].float())
+        self._set_tail(cluster, rows)
 
     def dense(self, block: int = 512, out: torch.Tensor | None = None) -> torch.Tensor:
         """The whole R_i [|V|, |A|] fp32 (paper mode). Check the size first: see ``dense_bytes``."""
@@ -276,13 +282,15 @@ class RelativeSpace:
     def dense_bytes(self) -> int:
         return self.vocab_size * self.n_anchors * 4
 
-    def to_table(self) -> pa.Table:
+    def to_table(self, progress: bool = False) -> pa.Table:
         """What fast mode needs, as a Parquet-ready table with one row per anchor:
 
         - ``anchor_id``, ``unit_embedding``: the anchor's token id and unit input embedding;
         - ``tail_rows``: this anchor's column of the cluster mean rows (C values);
         - ``tail_cluster``: the clusters of the vocabulary [|V|], laid out m = ceil(|V| / |A|) per row (row k holds
           tokens k*m .. k*m+m-1), padded with -1."""
+        if self._tail is None:
+            self.build_tail(progress)
         unit = self.anchor_unit.cpu().numpy()
         cluster, rows, _ = self.tail
         per_row = -(-self.vocab_size // self.n_anchors)

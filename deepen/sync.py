@@ -17,9 +17,13 @@ ever attends to left padding (masked) and real tokens, exactly as in ordinary le
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from transformers import DynamicCache, EncoderDecoderCache
 
 from deepen.errors import DeepenError
+from deepen.members import context_window
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -32,12 +36,16 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class ContextWindowError(DeepenError):
-    """A row is longer than a member's context window (``deepen.pipeline.decode_shard`` turns it into an error row)."""
+    """A row is longer than a member's context window (``Ensemble.generate`` turns it into an error row)."""
 
 
-def _context_window(model) -> int | None:
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return getattr(cfg, "max_position_embeddings", None)
+def check_length(ids: list[list[int]], max_len: int | None, what: str = "sequence") -> None:
+    """Raise ContextWindowError when a row is longer than the model's context window ``max_len`` (None: unknown)."""
+    if max_len is not None:
+        for row in ids:
+            if len(row) > max_len:
+                raise ContextWindowError(
+                    f"a {what} of {len(row)} tokens exceeds the model's context window of {max_len}")
 
 
 class CachedRunner:
@@ -54,7 +62,7 @@ class CachedRunner:
         self.pad_id = int(pad_id)
         self.rollback = rollback
         self.device = model.get_input_embeddings().weight.device
-        self.max_len = _context_window(model)
+        self.max_len = context_window(model)
         self.cache = None
         self.ids: list[list[int]] = []
         self.mask: torch.Tensor | None = None
@@ -63,8 +71,6 @@ class CachedRunner:
         self.tokens_fed = 0  # counts real tokens fed (for benchmarks)
 
     def _new_cache(self):
-        from transformers import DynamicCache
-
         cache = DynamicCache(config=self.model.config)
         if self.rollback:
             cache.activate_past_recording()
@@ -72,14 +78,6 @@ class CachedRunner:
 
     def _has_sliding(self) -> bool:
         return any(getattr(layer, "is_sliding", False) for layer in getattr(self.cache, "layers", []))
-
-    def _check_length(self, ids: list[list[int]]):
-        if self.max_len is not None:
-            for row in ids:
-                if len(row) > self.max_len:
-                    raise ContextWindowError(
-                        f"a sequence of {len(row)} tokens exceeds the model's context window of {self.max_len}"
-                    )
 
     @torch.no_grad()
     def _forward(self, chunk: list[list[int]], chunk_mask: list[list[int]], positions: list[list[int]], last):
@@ -94,7 +92,7 @@ class CachedRunner:
             input_ids=inp,
             attention_mask=self.mask,
             position_ids=pos,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=keep,
         )
@@ -105,7 +103,7 @@ class CachedRunner:
 
     def prefill(self, ids: list[list[int]]) -> torch.Tensor:
         """Start from scratch on ``ids`` (left padded); returns next-token logits [B, V]."""
-        self._check_length(ids)
+        check_length(ids, self.max_len)
         if any(len(r) == 0 for r in ids):
             raise DeepenError("empty prompt: a member got no tokens to read")
         self.cache = self._new_cache()
@@ -123,7 +121,7 @@ class CachedRunner:
         """Bring every row to ``ids`` (feeding only the changed suffix); returns next-token logits [B, V]."""
         if self.cache is None:
             return self.prefill(ids)
-        self._check_length(ids)
+        check_length(ids, self.max_len)
         # keep the common prefix, but always feed at least one token: we need logits after the last one
         keep = [min(common_prefix(old, new), len(new) - 1) for old, new in zip(self.ids, ids)]
         drop = [len(old) - k + g for old, k, g in zip(self.ids, keep, self.garbage)]
@@ -185,13 +183,11 @@ class EncoderDecoderRunner:
     """
 
     def __init__(self, model, pad_id: int, reprefill: bool = False):
-        import inspect
-
         self.model = model
         self.pad_id = int(pad_id)
         self.reprefill = reprefill
         self.device = model.get_input_embeddings().weight.device
-        self.max_len = _context_window(model)
+        self.max_len = context_window(model)
         self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.sources: list[list[int]] = []
         self.encoder_out = None  # BaseModelOutput with last_hidden_state [B, S, d]
@@ -200,17 +196,10 @@ class EncoderDecoderRunner:
         self.ids: list[list[int]] = []
         self.tokens_fed = 0  # real decoder tokens fed (for benchmarks)
 
-    def _check_length(self, ids: list[list[int]], what: str = "sequence"):
-        if self.max_len is not None:
-            for row in ids:
-                if len(row) > self.max_len:
-                    raise ContextWindowError(
-                        f"a {what} of {len(row)} tokens exceeds the model's context window of {self.max_len}")
-
     @torch.no_grad()
     def encode(self, source_ids: list[list[int]]) -> None:
         """Run the encoder once on each row's source ids (right padded) and start the decoder afresh."""
-        self._check_length(source_ids, "source")
+        check_length(source_ids, self.max_len, "source")
         if any(len(r) == 0 for r in source_ids):
             raise DeepenError("empty source: an encoder-decoder member got no tokens to read")
         self.sources = [list(r) for r in source_ids]
@@ -225,8 +214,6 @@ class EncoderDecoderRunner:
         self.encoder_out = self.model.get_encoder()(input_ids=inp, attention_mask=self.source_mask, return_dict=True)
 
     def _new_cache(self):
-        from transformers import DynamicCache, EncoderDecoderCache
-
         return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
     @torch.no_grad()
@@ -242,7 +229,7 @@ class EncoderDecoderRunner:
         if self.keeps_logits:
             kwargs["logits_to_keep"] = width - min(last)
         out = self.model(encoder_outputs=self.encoder_out, attention_mask=self.source_mask, decoder_input_ids=chunk,
-                         decoder_attention_mask=mask, past_key_values=self.cache, use_cache=True, **kwargs)
+                         decoder_attention_mask=mask, cache=self.cache, use_cache=True, **kwargs)
         offset = width - out.logits.shape[1]
         idx = torch.tensor([i - offset for i in last], device=self.device)
         self.tokens_fed += sum(len(r) for r in rows)
@@ -262,7 +249,7 @@ class EncoderDecoderRunner:
         """Start the decoder from scratch on ``ids`` (after ``encode``); returns next-token logits [B, V]."""
         if len(ids) != len(self.sources):
             raise DeepenError(f"{len(ids)} decoder rows for {len(self.sources)} encoded sources; call encode first")
-        self._check_length(ids)
+        check_length(ids, self.max_len)
         if any(len(r) == 0 for r in ids):
             raise DeepenError("empty decoder prefix: an encoder-decoder member needs at least its start token")
         self.ids = [list(r) for r in ids]
@@ -275,7 +262,7 @@ class EncoderDecoderRunner:
         """Bring every row's decoder to ``ids`` (feeding only what changed); returns next-token logits [B, V]."""
         if not self.ids:
             return self.prefill(ids)
-        self._check_length(ids)
+        check_length(ids, self.max_len)
         if self.reprefill:
             self.ids = [list(r) for r in ids]
             return self._reprefill(ids)
@@ -305,16 +292,16 @@ class EncoderDecoderRunner:
 class ReprefillRunner:
     """The release's scheme: re-run the member on the whole sequence every step, one row at a time, no cache."""
 
-    def __init__(self, model, pad_id: int = 0, rollback: bool = False):
+    def __init__(self, model):
         self.model = model
         self.device = model.get_input_embeddings().weight.device
-        self.max_len = _context_window(model)
+        self.max_len = context_window(model)
         self.tokens_fed = 0
         self.ids: list[list[int]] = []
 
     @torch.no_grad()
     def step(self, ids: list[list[int]]) -> torch.Tensor:
-        CachedRunner._check_length(self, ids)
+        check_length(ids, self.max_len)
         out = []
         for row in ids:
             inp = torch.tensor([row], dtype=torch.long, device=self.device)

@@ -3,18 +3,20 @@ rule anchors:
     input:
         ensemble_vocabularies,
     output:
-        "resources/anchors/{ensemble}.parquet",
+        paths.ANCHORS,
     params:
-        members=lambda wc: ENSEMBLES[wc.ensemble]["members"],
+        members=ensemble_members,
         min_anchors=config["min_anchors"],
         max_anchors=config["max_anchors"],
     log:
-        "logs/anchors/{ensemble}.log",
+        paths.log("anchors", "{ensemble}"),
     benchmark:
-        "benchmarks/anchors/{ensemble}.tsv"
+        paths.benchmark("anchors", "{ensemble}")
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/anchors.py"
 
@@ -26,17 +28,19 @@ rule relative:
         meta=rules.materialise.output.meta,
         anchors=rules.anchors.output[0],
     output:
-        "resources/relative/{ensemble}/{model}.parquet",
+        paths.RELATIVE,
     params:
         member_index=member_index,
-        cache_format=RELATIVE_FORMAT,  # a new format reruns this rule (Snakemake's params trigger)
+        cache_format=RELATIVE_CACHE,  # a new format reruns this rule (Snakemake's params trigger)
     log:
-        "logs/relative/{ensemble}/{model}.log",
+        paths.log("relative", "{ensemble}/{model}"),
     benchmark:
-        "benchmarks/relative/{ensemble}/{model}.tsv"
-    threads: config["prep_threads"]
+        paths.benchmark("relative", "{ensemble}/{model}")
+    threads: 2
     resources:
-        mem_mb=lambda wc: MODELS[wc.model].get("mem_mb", 4000),
+        mem_mb=model_mem_mb,
         runtime=30,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/relative.py"

@@ -2,20 +2,19 @@ rule combine:
     """Voting / MBR over an ensemble's members, or DeePEn+Voting/MBR, on one task: picks one cached prediction per
     question (no decoding), then scores it like any method."""
     input:
-        unpack(combined),
+        unpack(combine_inputs),
     output:
-        predictions="results/predictions/{split}/{method}/{task}.parquet",
-        timings="results/timings/{split}/{method}/{task}.parquet",
-        scores="results/scores/{split}/{method}/{task}.parquet",
+        predictions=paths.PREDICTIONS,
+        timings=paths.TIMINGS,
+        scores=paths.SCORES,
     wildcard_constraints:
         method=methods_of_kind("combine"),
     params:
         rule=combine_rule,
         candidates=combine_candidates,
     log:
-        "logs/combine/{split}/{method}/{task}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("combine", "{split}/{method}/{task}"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/combine.py"

@@ -1,21 +1,22 @@
 rule decode:
-    """Greedy decoding of one shard of one (method, task): a single member alone or a DeePEn ensemble."""
+    """Greedy decoding of one shard of one (method, task): a member alone, or a decoding method over an ensemble. The
+    shard records the settings, fingerprints and prompts it was made from (the score rule checks them)."""
     input:
         unpack(decode_inputs),
     output:
-        "results/decode/{split}/{method}/{task}/{shard}-of-{n}.parquet",
+        paths.SHARD,
     params:
-        spec=decode_params,
-        device=config["device"],
-        device_map=config["device_map"],
+        settings=decode_settings,
     log:
-        "logs/decode/{split}/{method}/{task}/{shard}-of-{n}.log",
+        paths.log("decode", "{split}/{method}/{task}/{shard}-of-{n}"),
     benchmark:
-        "benchmarks/decode/{split}/{method}/{task}/{shard}-of-{n}.tsv"
-    threads: config["decode_threads"]
+        paths.benchmark("decode", "{split}/{method}/{task}/{shard}-of-{n}")
+    threads: 1
     resources:
         mem_mb=decode_mem_mb,
         runtime=240,
-        gpu=config["gpu"],
+        gpu=0,  # profiles/slurm-gpu, or --set-resources decode:gpu=1
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/decode.py"

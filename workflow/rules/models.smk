@@ -1,21 +1,22 @@
 rule materialise:
     """One model as a local safetensors checkpoint, with its fingerprint (vocabulary + input embeddings)."""
     output:
-        model=directory("resources/models/{model}"),
-        meta="resources/models/{model}.json",
+        model=directory(paths.MODEL),
+        meta=paths.MODEL_META,
     params:
-        source=lambda wc: MODELS[wc.model]["source"],
+        source=lookup(dpath="models/{model}/source", within=config),
+        trust_remote_code=lookup(dpath="models/{model}/trust_remote_code", within=config),
         dtype=config["dtype"],
-        cache_dir="resources",
-        trust_remote_code=lambda wc: MODELS[wc.model].get("trust_remote_code", False),
     log:
-        "logs/materialise/{model}.log",
+        paths.log("materialise", "{model}"),
     benchmark:
-        "benchmarks/materialise/{model}.tsv"
-    threads: config["prep_threads"]
+        paths.benchmark("materialise", "{model}")
+    threads: 2
     resources:
-        mem_mb=lambda wc: 2 * MODELS[wc.model].get("mem_mb", 4000),
+        mem_mb=lambda wc: 2 * model_mem_mb(wc),
         runtime=120,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/materialise.py"
 
@@ -26,11 +27,13 @@ rule vocabulary:
         model=rules.materialise.output.model,
         meta=rules.materialise.output.meta,
     output:
-        "resources/vocabularies/{model}.parquet",
+        paths.VOCABULARY,
     log:
-        "logs/vocabulary/{model}.log",
+        paths.log("vocabulary", "{model}"),
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/vocabulary.py"

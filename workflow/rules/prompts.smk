@@ -1,17 +1,22 @@
 rule prompts:
-    """Prompt rows of one task split, few-shot as the paper: id, prompt, gold answers, options, budget, stops."""
+    """Prompt rows of one task split, few-shot as the paper: id, prompt, gold answers, options, budget, stops. The
+    task's data files are inputs: a changed file rebuilds exactly its prompts and what follows."""
+    input:
+        prompt_data_files,
     output:
-        "resources/prompts/{split}/{task}.parquet",
+        paths.PROMPTS,
     params:
         data_dir=config["data_dir"],
         hub=config["hub"],
-        limit=lambda wc: task_option(wc.task, "limit" if wc.split == "test" else "dev_limit"),
-        offset=lambda wc: task_option(wc.task, "offset") if wc.split == "test" else 0,
-        max_new_tokens=lambda wc: task_option(wc.task, "max_new_tokens"),
+        limit=prompt_limit,
+        offset=prompt_offset,
+        max_new_tokens=prompt_budget,
     log:
-        "logs/prompts/{split}/{task}.log",
+        paths.log("prompts", "{split}/{task}"),
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/prompts.py"

@@ -1,20 +1,21 @@
 rule score:
     """Shards in order -> predictions (identical for any shard count), per-row timings, and per-row scores: the
-    paper's metric (MC: the option chosen after fusion) and the free-greedy variant."""
+    paper's metric (MC: the option chosen after fusion) and the free-greedy variant. Shards made with other settings
+    than this run's are refused."""
     input:
-        prompts="resources/prompts/{split}/{task}.parquet",
-        shards=shard_outputs,
+        unpack(score_inputs),
     output:
-        predictions="results/predictions/{split}/{method}/{task}.parquet",
-        timings="results/timings/{split}/{method}/{task}.parquet",
-        scores="results/scores/{split}/{method}/{task}.parquet",
+        predictions=paths.PREDICTIONS,
+        timings=paths.TIMINGS,
+        scores=paths.SCORES,
     wildcard_constraints:
         method=methods_of_kind("single", "ensemble", "scaling", "sweep"),  # decoded (Voting / MBR: rule combine)
+    params:
+        settings=decode_settings,
     log:
-        "logs/score/{split}/{method}/{task}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("score", "{split}/{method}/{task}"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/score.py"
 
@@ -24,13 +25,12 @@ rule adapt_weights:
     input:
         adapt_dev_scores,
     output:
-        "results/weights/{ensemble}/{task}.json",
+        paths.WEIGHTS,
     params:
-        members=lambda wc: ENSEMBLES[wc.ensemble]["members"],
+        members=ensemble_members,
     log:
-        "logs/adapt_weights/{ensemble}/{task}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("adapt_weights", "{ensemble}/{task}"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/adapt_weights.py"

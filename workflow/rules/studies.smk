@@ -3,14 +3,13 @@ rule rank_members:
     input:
         scaling_dev_scores,
     output:
-        "results/scaling/{task}/ranking.json",
+        paths.RANKING,
     params:
-        members=SCALING_POOL,
+        members=EXPERIMENT.scaling_pool,
     log:
-        "logs/rank_members/{task}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("rank_members", "{task}"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/rank_members.py"
 
@@ -19,18 +18,20 @@ rule scaling_anchors:
     """Anchors of the ensemble of the first k ranked members on one task."""
     input:
         ranking=rules.rank_members.output[0],
-        vocabularies=expand("resources/vocabularies/{model}.parquet", model=SCALING_POOL),
+        vocabularies=expand(paths.VOCABULARY, model=EXPERIMENT.scaling_pool),
     output:
-        "resources/scaling/{task}/k{k}/anchors.parquet",
+        paths.SCALING_ANCHORS,
     params:
-        members=SCALING_POOL,
+        members=EXPERIMENT.scaling_pool,
         min_anchors=config["min_anchors"],
         max_anchors=config["max_anchors"],
     log:
-        "logs/scaling_anchors/{task}/k{k}.log",
+        paths.log("scaling_anchors", "{task}/k{k}"),
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/scaling_anchors.py"
 
@@ -40,21 +41,23 @@ rule scaling_relative:
     input:
         ranking=rules.rank_members.output[0],
         anchors=rules.scaling_anchors.output[0],
-        models=expand("resources/models/{model}", model=SCALING_POOL),
-        metas=expand("resources/models/{model}.json", model=SCALING_POOL),
+        models=expand(paths.MODEL, model=EXPERIMENT.scaling_pool),
+        metas=expand(paths.MODEL_META, model=EXPERIMENT.scaling_pool),
     output:
-        "resources/scaling/{task}/k{k}/relative/{rank}.parquet",
+        paths.SCALING_RELATIVE,
     params:
-        members=SCALING_POOL,
-        cache_format=RELATIVE_FORMAT,
+        members=EXPERIMENT.scaling_pool,
+        cache_format=RELATIVE_CACHE,
     log:
-        "logs/scaling_relative/{task}/k{k}/{rank}.log",
+        paths.log("scaling_relative", "{task}/k{k}/{rank}"),
     benchmark:
-        "benchmarks/scaling_relative/{task}/k{k}/{rank}.tsv"
-    threads: config["prep_threads"]
+        paths.benchmark("scaling_relative", "{task}/k{k}/{rank}")
+    threads: 2
     resources:
-        mem_mb=max([MODELS[m].get("mem_mb", 4000) for m in SCALING_POOL], default=4000),
+        mem_mb=max([EXPERIMENT.models[m]["mem_mb"] for m in EXPERIMENT.scaling_pool], default=4000),
         runtime=30,
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/scaling_relative.py"
 
@@ -62,18 +65,17 @@ rule scaling_relative:
 rule scaling:
     """Accuracy and latency against the number of members (k = 1..K), per task: table and plot."""
     input:
-        **scaling_inputs(),
+        **EXPERIMENT.scaling_inputs(),
     output:
-        parquet="results/scaling.parquet",
-        markdown=report("results/scaling.md", caption="../report/scaling_table.rst", category="Scaling"),
-        png=report("results/plots/scaling.png", caption="../report/scaling.rst", category="Scaling"),
+        parquet=paths.SCALING,
+        markdown=report(paths.SCALING_MD, caption="../report/scaling_table.rst", category="Scaling"),
+        png=report(paths.SCALING_PLOT, caption="../report/scaling.rst", category="Scaling"),
     params:
-        tasks=scaling_spec(),
+        tasks=EXPERIMENT.scaling_spec(),
     log:
-        "logs/scaling.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("scaling"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/scaling.py"
 
@@ -83,14 +85,13 @@ rule sweep:
     input:
         sweep_scores,
     output:
-        parquet="results/sweeps/{param}.parquet",
-        png=report("results/plots/sweep_{param}.png", caption="../report/sweep.rst", category="Sweeps"),
+        parquet=paths.SWEEP,
+        png=report(paths.SWEEP_PLOT, caption="../report/sweep.rst", category="Sweeps"),
     params:
-        points=sweep_params,
+        points=sweep_points,
     log:
-        "logs/sweep/{param}.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("sweep", "{param}"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/sweep.py"

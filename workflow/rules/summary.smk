@@ -1,19 +1,18 @@
 rule summary:
     """Table-1-style summary: methods x tasks, Δ vs the best single member, latency, published numbers."""
     input:
-        scores=test_scores(),
+        scores=EXPERIMENT.test_scores(),
         published=config["published"] or [],
     output:
-        parquet="results/summary.parquet",
-        markdown=report("results/summary.md", caption="../report/summary.rst", category="Summary"),
+        parquet=paths.SUMMARY,
+        markdown=report(paths.SUMMARY_MD, caption="../report/summary.rst", category="Summary"),
     params:
-        entries=summary_entries(),
+        entries=EXPERIMENT.summary_entries(),
         title=config["title"],
     log:
-        "logs/summary.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("summary"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/summary.py"
 
@@ -23,12 +22,11 @@ rule plots:
     input:
         rules.summary.output.parquet,
     output:
-        accuracy=report("results/plots/accuracy.png", caption="../report/accuracy.rst", category="Plots"),
-        gain=report("results/plots/gain.png", caption="../report/gain.rst", category="Plots"),
+        accuracy=report(paths.ACCURACY_PLOT, caption="../report/accuracy.rst", category="Plots"),
+        gain=report(paths.GAIN_PLOT, caption="../report/gain.rst", category="Plots"),
     log:
-        "logs/plots.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
+        paths.log("plots"),
+    conda:
+        "../envs/deepen.yaml"
     script:
         "../scripts/plots.py"

@@ -3,7 +3,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.pipeline import anchors_table
+from deepen.pipeline.models import anchors_table
 
-anchors_table(list(snakemake.input), snakemake.params.members, snakemake.output[0],
-              min_anchors=snakemake.params.min_anchors, max_anchors=snakemake.params.max_anchors)
+p = snakemake.params
+anchors_table(list(snakemake.input), p.members, snakemake.output[0], min_anchors=p.min_anchors, max_anchors=p.max_anchors)

@@ -3,14 +3,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.combine import combine_files
-from deepen.pipeline import score
+from deepen.pipeline.score import combine_files, score
 
-task = snakemake.wildcards.task
-combine_files(task, snakemake.params.rule, list(snakemake.input.predictions), list(snakemake.input.timings),
-              snakemake.params.candidates, snakemake.input.prompts, snakemake.output.predictions,
-              snakemake.output.timings)
-acc = score(task, snakemake.input.prompts, snakemake.output.predictions, snakemake.output.timings,
-            snakemake.output.scores)
-print(f"[deepen] {snakemake.params.rule} over {', '.join(snakemake.params.candidates)}: accuracy {acc:.2f}",
-      file=sys.stderr)
+i, o, p, task = snakemake.input, snakemake.output, snakemake.params, snakemake.wildcards.task
+combine_files(task, p.rule, list(i.predictions), list(i.timings), p.candidates, i.prompts, o.predictions, o.timings)
+acc = score(task, i.prompts, o.predictions, o.timings, o.scores)
+print(f"[deepen] {p.rule} over {', '.join(p.candidates)}: score {acc:.2f}", file=sys.stderr)

@@ -5,8 +5,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake 
 
 import torch
 
-from deepen.pipeline import materialise
+from deepen.pipeline.models import materialise
 
 torch.set_num_threads(snakemake.threads)
-materialise(snakemake.params.source, snakemake.output.model, snakemake.output.meta, dtype=snakemake.params.dtype,
-            cache_dir=snakemake.params.cache_dir, trust_remote_code=snakemake.params.trust_remote_code)
+p = snakemake.params
+materialise(p.source, snakemake.output.model, snakemake.output.meta, dtype=p.dtype, trust_remote_code=p.trust_remote_code)

@@ -3,6 +3,6 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.studies import rank_members
+from deepen.pipeline.studies import rank_members
 
 rank_members(list(snakemake.input), snakemake.params.members, snakemake.output[0])

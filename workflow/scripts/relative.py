@@ -5,8 +5,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake 
 
 import torch
 
-from deepen.pipeline import relative_table
+from deepen.pipeline.models import relative_table
 
 torch.set_num_threads(snakemake.threads)
-relative_table(snakemake.input.model, snakemake.input.meta, snakemake.input.anchors, snakemake.params.member_index,
-               snakemake.output[0])
+i = snakemake.input
+relative_table(i.model, i.meta, i.anchors, snakemake.params.member_index, snakemake.output[0])

@@ -3,6 +3,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.studies import scaling_results
+from deepen.pipeline.studies import scaling_results
 
-scaling_results(snakemake.params.tasks, snakemake.output.parquet, snakemake.output.markdown, snakemake.output.png)
+o = snakemake.output
+scaling_results(snakemake.params.tasks, o.parquet, o.markdown, o.png)

@@ -3,8 +3,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.studies import scaling_anchors
+from deepen.pipeline.models import scaling_anchors
 
-scaling_anchors(snakemake.input.ranking, list(snakemake.input.vocabularies), snakemake.params.members,
-                int(snakemake.wildcards.k), snakemake.output[0], min_anchors=snakemake.params.min_anchors,
-                max_anchors=snakemake.params.max_anchors)
+i, p = snakemake.input, snakemake.params
+scaling_anchors(i.ranking, list(i.vocabularies), p.members, int(snakemake.wildcards.k), snakemake.output[0],
+                min_anchors=p.min_anchors, max_anchors=p.max_anchors)

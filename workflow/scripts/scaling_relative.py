@@ -5,9 +5,9 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake 
 
 import torch
 
-from deepen.studies import scaling_relative
+from deepen.pipeline.models import scaling_relative
 
 torch.set_num_threads(snakemake.threads)
-scaling_relative(snakemake.input.ranking, list(snakemake.input.models), list(snakemake.input.metas),
-                 snakemake.params.members, int(snakemake.wildcards.k), int(snakemake.wildcards.rank),
-                 snakemake.input.anchors, snakemake.output[0])
+i, w = snakemake.input, snakemake.wildcards
+scaling_relative(i.ranking, list(i.models), list(i.metas), snakemake.params.members, int(w.k), int(w.rank), i.anchors,
+                 snakemake.output[0])

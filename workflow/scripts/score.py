@@ -3,9 +3,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.pipeline import gather, score
+from deepen.pipeline.score import score_job
 
-gather(list(snakemake.input.shards), snakemake.output.predictions, snakemake.output.timings)
-acc = score(snakemake.wildcards.task, snakemake.input.prompts, snakemake.output.predictions, snakemake.output.timings,
-            snakemake.output.scores)
-print(f"[deepen] accuracy {acc:.2f}", file=sys.stderr)
+o = snakemake.output
+acc = score_job(dict(snakemake.input.items()), snakemake.params.settings, o.predictions, o.timings, o.scores,
+                snakemake.wildcards.task)
+print(f"[deepen] score {acc:.2f}", file=sys.stderr)

@@ -32,59 +32,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from decimal import Decimal, InvalidOperation
-
-import pyarrow as pa
 
 from deepen.errors import DeepenError
-from deepen.scores import extract_choice, last_number, normalize_answer
-
-__all__ = ["VOTING", "MBR", "DEEPEN", "RULES", "combiners", "answer_key", "vote", "token_f1", "mbr", "combine_rows",
-           "combine_files"]
+from deepen.eval.metrics import Metric, normalize_answer, token_f1
 
 VOTING, MBR, DEEPEN = "voting", "mbr", "deepen"
 RULES = (VOTING, MBR, DEEPEN)
-# Which rule applies to which metric (deepen.tasks): as in the paper's Table 1; other metrics get none.
-_VOTING_METRICS = ("choice", "gsm8k")
-_MBR_METRICS = ("gsm8k", "em")
 
 
-def combiners(metric: str) -> tuple[str, ...]:
-    """The combination rules defined for a task metric: a subset of ('voting', 'mbr', 'deepen')."""
-    out = [r for r, ok in ((VOTING, metric in _VOTING_METRICS), (MBR, metric in _MBR_METRICS)) if ok]
+def combiners(metric: Metric) -> tuple[str, ...]:
+    """The combination rules defined for a task's metric: a subset of ('voting', 'mbr', 'deepen')."""
+    out = [r for r, ok in ((VOTING, metric.voting), (MBR, metric.mbr)) if ok]
     return tuple(out + [DEEPEN]) if out else ()
 
 
-def deepen_rule(metric: str) -> str:
+def deepen_rule(metric: Metric) -> str:
     """The rule DeePEn+Voting/MBR uses for a metric: voting where defined, else MBR."""
-    return VOTING if metric in _VOTING_METRICS else MBR
-
-
-# -- answers ---------------------------------------------------------------------------------------------------------
-
-
-def answer_key(metric: str, text: str, choices: Sequence[str] = ()) -> Hashable | None:
-    """The final answer of an output, as a vote key; None when it has none (abstains).
-
-    choice: the option letter the free output starts with; gsm8k: the last number (a normalised Decimal, so that 18.0
-    and 18 are one answer); em: the SQuAD-normalised first line.
-    """
-    if metric == "choice":
-        return extract_choice(text, choices or "ABCDEFGHIJ")
-    if metric == "gsm8k":
-        number = last_number(text)
-        try:
-            return None if number is None else Decimal(number).normalize()
-        except InvalidOperation:
-            return None
-    if metric == "em":
-        return normalize_answer(answer_text(metric, text)) or None
-    raise DeepenError(f"no answer extraction for metric {metric!r}")
-
-
-def answer_text(metric: str, text: str) -> str:
-    """The part of an output MBR compares: QA the first line (what exact match scores), otherwise all of it."""
-    return text.split("\n", 1)[0].strip() if metric == "em" else text.strip()
+    return VOTING if metric.voting else MBR
 
 
 def vote(answers: Sequence[Hashable | None]) -> int | None:
@@ -98,16 +62,6 @@ def vote(answers: Sequence[Hashable | None]) -> int | None:
         return None
     best = max(counts.values())
     return next(i for i, a in enumerate(answers) if a is not None and counts[a] == best)
-
-
-def token_f1(a: str, b: str) -> float:
-    """SQuAD token-level F1 between two texts after `normalize_answer` (symmetric; 0.0 when either is empty)."""
-    ta, tb = normalize_answer(a).split(), normalize_answer(b).split()
-    common = sum((Counter(ta) & Counter(tb)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(ta), common / len(tb)
-    return 2 * precision * recall / (precision + recall)
 
 
 def mbr(texts: Sequence[str | None], utility=token_f1) -> tuple[int | None, float]:
@@ -134,7 +88,7 @@ def _abstains(pred: dict) -> bool:
     return (pred.get("stop_reason") or "").startswith("error")
 
 
-def combine_rows(metric: str, rule: str, candidates: list[list[dict]], names: list[str],
+def combine_rows(metric: Metric, rule: str, candidates: list[list[dict]], names: list[str],
                  timings: list[list[dict]] | None = None, choices: dict[str, Sequence[str]] | None = None
                  ) -> tuple[list[dict], list[dict]]:
     """Combined predictions and timings of one task.
@@ -150,8 +104,8 @@ def combine_rows(metric: str, rule: str, candidates: list[list[dict]], names: li
     """
     if rule not in (VOTING, MBR):
         raise DeepenError(f"unknown combination rule {rule!r}")
-    if rule == VOTING and metric not in _VOTING_METRICS or rule == MBR and metric not in _MBR_METRICS:
-        raise DeepenError(f"{rule} is not defined for metric {metric!r}")
+    if rule == VOTING and not metric.voting or rule == MBR and not metric.mbr:
+        raise DeepenError(f"{rule} is not defined for metric {metric.name!r}")
     if len(candidates) != len(names) or not candidates:
         raise DeepenError(f"{len(candidates)} candidate files for {len(names)} names")
     by_id = [{p["id"]: p for p in preds} for preds in candidates]
@@ -166,19 +120,19 @@ def combine_rows(metric: str, rule: str, candidates: list[list[dict]], names: li
         labels = (choices or {}).get(qid) or ()
         if rule == VOTING:
             texts = [None if _abstains(p) else p["text"] for p in pool]
-            keys = [None if t is None else answer_key(metric, t, labels) for t in texts]
+            keys = [None if t is None else metric.answer_key(t, labels) for t in texts]
             i = vote(keys)
             support = None if i is None else sum(k == keys[i] for k in keys) / len(pool)
             picked = pool[0] if i is None else pool[i]
             source = names[0 if i is None else i]
             choice = picked.get("choice")
-            if metric == "choice":  # the paper's metric votes on the restricted choice; `text` carries the free vote
+            if metric.multiple_choice:  # the paper's metric votes on the restricted choice; `text` carries the free vote
                 c = vote([None if _abstains(p) else p.get("choice") for p in pool])
                 choice = None if c is None else pool[c]["choice"]
                 source = names[0 if c is None else c]
                 support = None if c is None else sum(p.get("choice") == choice for p in pool) / len(pool)
         else:
-            i, support = mbr([None if _abstains(p) else answer_text(metric, p["text"]) for p in pool])
+            i, support = mbr([None if _abstains(p) else metric.mbr_text(p["text"]) for p in pool])
             picked, source = (pool[0], names[0]) if i is None else (pool[i], names[i])
             choice = picked.get("choice")
             support = None if math.isnan(support) else support
@@ -190,21 +144,3 @@ def combine_rows(metric: str, rule: str, candidates: list[list[dict]], names: li
             out_times.append({"id": qid, "seconds": None if any(s is None for s in secs) else float(sum(secs)),
                               "n_tokens": len(picked.get("token_ids") or [])})
     return preds, out_times
-
-
-def combine_files(task: str, rule: str, prediction_paths: list[str], timing_paths: list[str], names: list[str],
-                  prompts_path: str, predictions_out: str, timings_out: str) -> int:
-    """`combine_rows` over cached Parquet files: writes predictions (the ``results/predictions`` columns plus
-    ``source`` and ``support``) and timings; the caller scores them like any method (``deepen.pipeline.score``)."""
-    from deepen.pipeline import PREDICTION_SCHEMA, TIMING_SCHEMA, read_table, write_table
-    from deepen.tasks import get_task, read_prompts
-
-    metric = get_task(task).metric
-    choices = {p["id"]: p["choices"] for p in read_prompts(prompts_path)}
-    candidates = [read_table(p).to_pylist() for p in prediction_paths]
-    timings = [read_table(p).to_pylist() for p in timing_paths] if timing_paths else None
-    preds, times = combine_rows(metric, rule, candidates, list(names), timings, choices)
-    schema = PREDICTION_SCHEMA.append(pa.field("source", pa.string())).append(pa.field("support", pa.float64()))
-    write_table(pa.Table.from_pylist(preds, schema=schema), predictions_out)
-    write_table(pa.Table.from_pylist(times, schema=TIMING_SCHEMA), timings_out)
-    return len(preds)

@@ -1,0 +1,117 @@
+"""The decode stage: one shard of one (method, task) -> Parquet, with what produced it in its metadata
+(``deepen.pipeline.shards``: provenance, the claim on the shard, the watch on the Snakemake that started the job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pyarrow as pa
+
+from deepen.anchors import Anchors
+from deepen.ensemble import Ensemble
+from deepen.errors import DeepenError
+from deepen.eval.task_data import read_prompts
+from deepen.members import load_member
+from deepen.pipeline.io import metadata, read_json, read_table, with_metadata
+from deepen.pipeline.models import verify_member
+from deepen.pipeline.schemas import SHARD_SCHEMA
+from deepen.pipeline.shards import claim, provenance, shard_rows, watch_parent, write_claimed
+from deepen.pipeline.studies import ranked_members
+from deepen.progress import log
+from deepen.relative import RelativeSpace
+
+
+def decode_job(inputs: dict, settings: dict, shard: int, n_shards: int, out: str) -> int:
+    """The decode rule: the method of ``settings`` (``Experiment.decode_settings``) over the members of ``inputs``
+    (``Experiment.decode_inputs``), on shard ``shard`` of ``n_shards`` of the prompts."""
+    watch_parent()
+    if os.environ.get("SLURM_JOB_ID"):  # which cluster job ran this shard, and the GPUs SLURM gave it
+        log(f"SLURM job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}, "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}")
+    members, models, metas = settings["members"], list(inputs["models"]), list(inputs["metas"])
+    remote, weights = settings["trust_remote_code"], settings["weights"]
+    if "weights" in inputs:  # DeePEn-Adapt: normalised dev accuracies
+        weights = read_json(inputs["weights"])["weights"]
+        log(f"dev weights {weights}")
+    if "ranking" in inputs:  # scaling study: the first k members of the pool by dev accuracy
+        pick, dev_weights = ranked_members(inputs["ranking"], members, settings["top_k"])
+        members, models, metas, remote = ([x[i] for i in pick] for x in (members, models, metas, remote))
+        weights = dev_weights if weights == "adapt" else None
+        log(f"scaling k={settings['top_k']}: {', '.join(members)} (weights {weights or 'uniform'})")
+    options = dict(settings["options"], weights=None if isinstance(weights, str) else weights)
+    ensemble = load_ensemble(models, metas, members, method=settings["method"], options=options,
+                             anchors_path=inputs.get("anchors"), relative_paths=list(inputs.get("relative", [])),
+                             dtype=settings["dtype"], device_map=settings["device_map"], trust_remote_code=remote)
+    made_from = provenance(settings, list(inputs["metas"]), inputs["prompts"])
+    return decode_shard(ensemble, inputs["prompts"], shard, n_shards, out, settings["batch_size"], made_from)
+
+
+def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str], *, method: str = "deepen",
+                  options: dict | None = None, anchors_path: str | None = None,
+                  relative_paths: list[str] | None = None, dtype: str = "auto", device_map: str | None = None,
+                  trust_remote_code: list[bool] | None = None) -> Ensemble:
+    """An ``Ensemble`` from materialised members (fingerprints checked) and, for DeePEn, the cached anchors and
+    relative spaces (built for exactly these members, or refused)."""
+    metas = [read_json(p) for p in meta_paths]
+    remote = trust_remote_code or [False] * len(names)
+    members = [load_member(str(d), dtype=dtype, device_map=device_map, name=n, trust_remote_code=r)
+               for d, n, r in zip(model_dirs, names, remote)]
+    for member, meta, meta_path, model_dir in zip(members, metas, meta_paths, model_dirs):
+        verify_member(member, meta, str(meta_path), model_dir)
+    options = dict(options or {})
+    if anchors_path is not None and len(members) > 1:
+        options["anchors"] = _cached_anchors(anchors_path, [m["fingerprint"] for m in metas])
+        options["spaces"] = [_cached_space(member, meta, path, options["anchors"].ids[i])
+                             for i, (member, meta, path) in enumerate(zip(members, metas, relative_paths))]
+        options["min_anchors"] = 1
+    return Ensemble(members, method, **options)
+
+
+def _cached_anchors(path: str, fingerprints: list[str]) -> Anchors:
+    table = read_table(path)
+    recorded = metadata(table, "fingerprints", path).split("\t")
+    if recorded != fingerprints:
+        raise DeepenError(f"{path} was built for other models (fingerprints {recorded}, the members now are "
+                          f"{fingerprints}); delete it and rerun the pipeline")
+    return Anchors.from_table(table)
+
+
+def _cached_space(member, meta: dict, path: str, anchor_ids) -> RelativeSpace:
+    table = read_table(path)
+    if metadata(table, "fingerprint", path) != meta["fingerprint"]:
+        raise DeepenError(f"{path} was built for another version of {member.name}; delete it and rerun the pipeline")
+    try:
+        return RelativeSpace.of_member(member, anchor_ids, meta["vocab_size"], table=table)
+    except (ValueError, KeyError) as exc:
+        raise DeepenError(f"{path}: {exc}") from exc
+
+
+def decode_shard(ensemble: Ensemble, prompts_path: str | os.PathLike, shard: int, n_shards: int,
+                 out: str | os.PathLike, batch_size: int, made_from: dict) -> int:
+    """Decode shard ``shard`` of ``n_shards`` of a prompts file with ``ensemble``; write one Parquet atomically, with
+    ``made_from`` (``provenance``) in its metadata, provided no newer job has claimed the shard meanwhile.
+
+    Rows that cannot be decoded (``Ensemble.generate``: invalid text, a prompt too long for a member) become error
+    rows, scored as wrong; the others decode normally."""
+    rows = read_prompts(prompts_path)
+    span = shard_rows(len(rows), batch_size, shard, n_shards)
+    mine = rows[span.start : span.stop]
+    with claim(out) as token:
+        outs = ensemble.generate(
+            [r["prompt"] for r in mine], max_new_tokens=[r["max_new_tokens"] for r in mine],
+            stop=[r["stop"] for r in mine], choices=[r["choices"] or None for r in mine],
+            batch_size=batch_size, sources=[r.get("source") for r in mine],
+            src_lang=[r.get("source_lang") for r in mine], tgt_lang=[r.get("target_lang") for r in mine])
+        records = [{"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids], "choice": g.choice,
+                    "stop_reason": g.stop_reason, "ensembled": g.ensembled, "seconds": float(g.seconds)}
+                   for r, g in zip(mine, outs)]
+        for r, g in zip(mine, outs):
+            if g.stop_reason.startswith("error"):
+                log(f"row {r['id']}: {g.stop_reason}")
+        table = pa.Table.from_pylist(records, schema=SHARD_SCHEMA)
+        write_claimed(with_metadata(table, provenance=json.dumps(made_from, sort_keys=True)), out, token)
+    return len(records)
+
+
