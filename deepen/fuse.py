@@ -98,6 +98,7 @@ class Fuser:
         self._dense: list[torch.Tensor] | None = None
         self.clock = defaultdict(float)  # seconds spent in the relative transform and in the search
         self.fused = 0  # rows fused so far (a batch of B rows counts B)
+        self.contender_cap = 4 * self.config.topk
 
     # -- paper mode ----------------------------------------------------------------------------------------------
     def dense(self) -> list[torch.Tensor]:
@@ -156,8 +157,8 @@ class Fuser:
         logits = main_logits.float()
         top = logits.max(-1, keepdim=True).values
         contenders = logits >= top - self.gap  # every token that can still win the search
-        cap = 4 * self.config.topk
-        if contenders.shape[-1] > cap and int(contenders.sum(-1).max()) > cap:  # a flat distribution
+        cap = self.contender_cap
+        if cap is not None and contenders.shape[-1] > cap and int(contenders.sum(-1).max()) > cap:  # flat
             contenders &= logits >= logits.topk(cap, dim=-1).values[:, -1:]
         if allowed is not None:
             contenders = contenders | allowed
