@@ -21,6 +21,8 @@ than one mean row for the whole tail (measured in the README's Performance secti
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -91,6 +93,8 @@ class RelativeSpace:
         cache_rows: how many computed rows to keep (LRU); 0 disables the cache.
         n_clusters: C, the tail clusters (see the module docstring).
         tail_sample: rows averaged per cluster for its mean row; exact for clusters no larger than this.
+        exact_tail: instead, compute every token's row once: exact cluster means, and each cluster's largest deviation
+            of a row from its mean (``tail_deviation``, what fast mode's certificate needs; ``deepen.certify``).
         row_of: token t's row in ``embeddings`` (``VocabularyOrder.row_of``; None: row t).
         anchors_first: the rows 0..|A|-1 of ``embeddings`` are the anchors, in order (``put_anchors_first``).
         tail_cluster / tail_rows: the clusters [|V|] and their mean rows [C, |A|] when already computed (a cache).
@@ -107,10 +111,12 @@ class RelativeSpace:
         cache_rows: int = 128,
         n_clusters: int = TAIL_CLUSTERS,
         tail_sample: int = TAIL_SAMPLE,
+        exact_tail: bool = False,
         row_of: torch.Tensor | None = None,
         anchors_first: bool = False,
         tail_cluster: torch.Tensor | None = None,
         tail_rows: torch.Tensor | None = None,
+        tail_deviation: torch.Tensor | None = None,
     ):
         self.embeddings = embeddings.detach()
         self.device = self.embeddings.device
@@ -149,11 +155,13 @@ class RelativeSpace:
         self._store = None
         self._n_clusters = int(n_clusters)
         self._tail_sample = int(tail_sample)
+        self.exact_tail = bool(exact_tail)
         self._tail = None
+        self.tail_deviation: torch.Tensor | None = None  # [C], with an exact tail
         if (tail_cluster is None) != (tail_rows is None):
             raise ValueError("tail_cluster and tail_rows go together")
         if tail_cluster is not None:
-            self._set_tail(tail_cluster, tail_rows)
+            self._set_tail(tail_cluster, tail_rows, tail_deviation)
 
     @staticmethod
     def copies_anchors(embeddings: torch.Tensor, n_anchors: int) -> bool:
@@ -229,13 +237,15 @@ class RelativeSpace:
         return self._store[slots.to(self.device)]
 
     # -- summaries kept in the relative cache --------------------------------------------------------------------
-    def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor) -> None:
+    def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor, deviation: torch.Tensor | None = None) -> None:
         cluster = cluster.to(self.device, torch.long)
         if cluster.shape != (self.vocab_size,) or rows.shape[-1] != self.n_anchors or int(cluster.max()) >= len(rows):
             raise ValueError(f"tail clusters do not fit this space: {tuple(cluster.shape)} clusters for {self.vocab_size}"
                              f" tokens, rows {tuple(rows.shape)} for {self.n_anchors} anchors")
         sizes = torch.bincount(cluster, minlength=len(rows)).float()
         self._tail = (cluster, rows.to(self.device, torch.float32).contiguous(), sizes)
+        self.tail_deviation = None if deviation is None else deviation.to(self.device, torch.float32)
+        self.exact_tail = self.exact_tail or deviation is not None
 
     @property
     def tail(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -243,14 +253,21 @@ class RelativeSpace:
 
         Built once (``build_tail``): spherical k-means on the unit embeddings, then each cluster's mean row over up to
         ``tail_sample`` of its tokens, a seeded uniform sample (exact when the cluster is no larger)."""
+        return self.ensure_tail()
+
+    def ensure_tail(self, progress: bool = False):
+        """``tail``, built now if it was not yet (with a progress bar on stderr if asked)."""
         if self._tail is None:
-            self.build_tail()
+            self.build_tail(progress)
         return self._tail
 
     def build_tail(self, progress: bool = False) -> None:
         """Compute the tail clusters and their mean rows (``tail``), with a progress bar on stderr if asked."""
         cluster = tail_clusters(self.embeddings, self.norms, self._n_clusters, row_of=self.row_of)
         n_clusters = max(1, min(self._n_clusters, self.vocab_size))
+        if self.exact_tail:
+            self._set_tail(cluster, *self._exact_cluster_rows(cluster, n_clusters, progress))
+            return
         # each cluster's tokens in a fixed pseudo-random order (seeded: deterministic), so that the tokens averaged
         # are a uniform sample of the cluster rather than its lowest ids (BPE ids follow merge order)
         perm = torch.randperm(self.vocab_size, generator=torch.Generator().manual_seed(0)).to(cluster.device)
@@ -271,6 +288,29 @@ class RelativeSpace:
         rows.div_(take.clamp_min(1)[:, None].float())
         self._set_tail(cluster, rows)
 
+    def _exact_cluster_rows(self, cluster: torch.Tensor, n_clusters: int, progress: bool, block: int = 256):
+        """Every token's row, once: each cluster's mean row [C, |A|] and largest deviation of a row from it in any
+        anchor [C], from running sums and elementwise envelopes (one pass; no [|V|, |A|] matrix is ever held)."""
+        shape = (n_clusters, self.n_anchors)
+        sums = torch.zeros(shape, dtype=torch.float64, device=self.device)
+        upper = torch.full(shape, -1.0, device=self.device)
+        lower = torch.full(shape, 2.0, device=self.device)
+        ids = torch.arange(self.vocab_size, device=self.device)
+        with bar(self.vocab_size, "tail clusters: every row (exact means and deviations)", unit="row",
+                 enabled=progress) as done:
+            for part in ids.split(block):
+                rows, who = self.compute_rows(part), cluster[part]
+                sums.index_add_(0, who, rows.double())
+                index = who[:, None].expand_as(rows)
+                upper.scatter_reduce_(0, index, rows, "amax")
+                lower.scatter_reduce_(0, index, rows, "amin")
+                done.update(len(part))
+        sizes = torch.bincount(cluster, minlength=n_clusters).clamp_min(1)
+        means = (sums / sizes[:, None]).float()
+        deviation = torch.maximum(upper - means, means - lower).amax(-1).clamp_min(0.0)
+        # fp32 rounding of the rows themselves: a margin of a few ulps of the largest entry
+        return means, deviation + 4 * torch.finfo(torch.float32).eps * upper.amax(-1).clamp_min(0.0)
+
     def dense(self, block: int = 512, out: torch.Tensor | None = None) -> torch.Tensor:
         """The whole R_i [|V|, |A|] fp32 (paper mode). Check the size first: see ``dense_bytes``."""
         out = out if out is not None else torch.empty(self.vocab_size, self.n_anchors, device=self.device)
@@ -288,15 +328,16 @@ class RelativeSpace:
         - ``anchor_id``, ``unit_embedding``: the anchor's token id and unit input embedding;
         - ``tail_rows``: this anchor's column of the cluster mean rows (C values);
         - ``tail_cluster``: the clusters of the vocabulary [|V|], laid out m = ceil(|V| / |A|) per row (row k holds
-          tokens k*m .. k*m+m-1), padded with -1."""
-        if self._tail is None:
-            self.build_tail(progress)
+          tokens k*m .. k*m+m-1), padded with -1;
+        - metadata ``tail_deviation``: with an exact tail, each cluster's largest deviation (JSON list of C values)."""
+        self.ensure_tail(progress)
         unit = self.anchor_unit.cpu().numpy()
         cluster, rows, _ = self.tail
         per_row = -(-self.vocab_size // self.n_anchors)
         laid = np.full(per_row * self.n_anchors, -1, dtype=np.int32)
         laid[: self.vocab_size] = cluster.cpu().numpy()
         columns = rows.T.contiguous().cpu().numpy()  # [|A|, C]
+        deviation = None if self.tail_deviation is None else json.dumps(self.tail_deviation.cpu().tolist())
         return pa.table(
             {
                 "anchor_id": pa.array(self.anchor_ids.cpu().numpy(), pa.int64()),
@@ -306,7 +347,8 @@ class RelativeSpace:
                 "tail_rows": pa.FixedSizeListArray.from_arrays(pa.array(columns.reshape(-1), pa.float32()),
                                                                columns.shape[1]),
                 "tail_cluster": pa.FixedSizeListArray.from_arrays(pa.array(laid), per_row),
-            }
+            },
+            metadata=None if deviation is None else {"tail_deviation": deviation},
         )
 
     @classmethod
@@ -321,4 +363,7 @@ class RelativeSpace:
             table["tail_rows"].combine_chunks().flatten().to_numpy().reshape(-1, n_clusters).T.copy())
         laid = table["tail_cluster"].combine_chunks().flatten().to_numpy()
         tail_cluster = torch.from_numpy(laid[: embeddings.shape[0]].astype(np.int64))
-        return cls(embeddings, table["anchor_id"].to_numpy(), tail_cluster=tail_cluster, tail_rows=tail_rows, **kwargs)
+        stored = (table.schema.metadata or {}).get(b"tail_deviation")
+        deviation = None if stored is None else torch.tensor(json.loads(stored), dtype=torch.float32)
+        return cls(embeddings, table["anchor_id"].to_numpy(), tail_cluster=tail_cluster, tail_rows=tail_rows,
+                   tail_deviation=deviation, **kwargs)

@@ -42,7 +42,7 @@ def _learning_rates(eta: float, steps: int) -> tuple[float, ...]:
     return tuple(lrs)
 
 
-def _adam_step_bound(t: int) -> float:
+def adam_step_bound(t: int) -> float:
     """Largest |m_hat / sqrt(v_hat)| Adam can produce at iteration t (Cauchy-Schwarz over the gradient history)."""
     b1, b2 = BETAS
     s = sum(((1 - b1) * b1 ** (t - k)) ** 2 / ((1 - b2) * b2 ** (t - k)) for k in range(1, t + 1))
@@ -56,7 +56,7 @@ def reachable_gap(eta: float, steps: int) -> float:
     so two logits close in by at most 2 * sum(lr_t * bound_t) / prod(1 - lr_t * wd). A 1e-4 margin covers rounding.
     """
     lrs = learning_rates(eta, steps)
-    move = 2 * sum(lr * _adam_step_bound(t + 1) for t, lr in enumerate(lrs))
+    move = 2 * sum(lr * adam_step_bound(t + 1) for t, lr in enumerate(lrs))
     shrink = math.prod(1 - lr * WEIGHT_DECAY for lr in lrs)
     return move / shrink + 1e-4
 

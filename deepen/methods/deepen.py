@@ -48,7 +48,7 @@ class DeePEn:
     """DeePEn over ``members`` (the first is the main model).
 
     Args:
-        weights, eta, steps, mode, topk, mass: the fusion settings (``FusionConfig``).
+        weights, eta, steps, mode, topk, mass, certify, max_contenders: the fusion settings (``FusionConfig``).
         anchors / spaces: a prebuilt anchor set and relative spaces (else built from the members).
         min_anchors / max_anchors: see ``find_anchors``.
         sync: how members are kept in sync ('cache' or the release's 'reprefill'); fast mode skips steps lazily
@@ -59,12 +59,14 @@ class DeePEn:
 
     def __init__(self, members, *, weights=None, eta: float = FusionConfig.eta, steps: int = FusionConfig.steps,
                  mode: str = FusionConfig.mode, topk: int = FusionConfig.topk, mass: float = FusionConfig.mass,
+                 certify: bool = FusionConfig.certify, max_contenders: int = FusionConfig.max_contenders,
                  anchors: Anchors | None = None, spaces: list[RelativeSpace] | None = None, min_anchors: int = 1000,
                  max_anchors: int | None = None, sync: str = "cache", max_dense_bytes: int | None = None,
                  row_cache: int = 128, progress: bool = True):
         self.members = list(members)
         self.config = FusionConfig(eta=eta, steps=steps, weights=None if weights is None else tuple(
-            float(w) for w in weights), mode=mode, topk=topk, mass=mass).validate(len(self.members))
+            float(w) for w in weights), mode=mode, topk=topk, mass=mass, certify=certify,
+            max_contenders=max_contenders).validate(len(self.members))
         self.sizes = vocabulary_sizes(self.members)
         self.anchors, self.spaces, self.fuser = anchors, spaces, None
         self._progress = progress
@@ -99,28 +101,37 @@ class DeePEn:
             self._log(f"{len(self.anchors)} anchors")
             del vocabs
             release_freed_memory()
+        certify = self.config.mode == "fast" and self.config.certify
         if self.spaces is None:
-            self.spaces = [RelativeSpace.of_member(m, self.anchors.ids[i], n, cache_rows=row_cache)
+            self.spaces = [RelativeSpace.of_member(m, self.anchors.ids[i], n, cache_rows=row_cache, exact_tail=certify)
                            for i, (m, n) in enumerate(zip(self.members, self.sizes))]
         if self.config.mode == "paper":
             self._check_dense_fits(max_dense_bytes)
-        self.fuser = Fuser(self.spaces, self.config)
+        self.fuser = Fuser(self.spaces, self.config, max_dense_bytes=self._dense_budget(max_dense_bytes))
         if self.config.mode == "fast":
             t0 = time.perf_counter()
-            for s in self.spaces:
-                s.tail  # computed once per member; the pipeline's relative stage stores it
+            for s in self.spaces:  # computed once per member; the pipeline's relative stage stores it
+                s.ensure_tail(progress=self._progress and certify)
+            if certify and any(s.tail_deviation is None for s in self.spaces):
+                raise DeepenError("certified fast mode needs each relative space's exact tail (its clusters' "
+                                  "deviations): build the relative caches with certify on, or let the ensemble "
+                                  "build its spaces")
             self._log(f"relative spaces ready ({time.perf_counter() - t0:.1f} s)")
 
     def _log(self, message: str) -> None:
         if self._progress:
             log(message)
 
+    def _dense_budget(self, max_dense_bytes: int | None) -> int | None:
+        """Memory the dense matrices may take: ``max_dense_bytes``, else 90% of what is available now."""
+        if max_dense_bytes is not None:
+            return max_dense_bytes
+        free = available_memory_bytes(self.spaces[0].device)
+        return None if free is None else int(free * 0.9)
+
     def _check_dense_fits(self, max_dense_bytes: int | None) -> None:
         sizes = [s.dense_bytes() for s in self.spaces]
-        budget = max_dense_bytes
-        if budget is None:
-            free = available_memory_bytes(self.spaces[0].device)
-            budget = None if free is None else int(free * 0.9)
+        budget = self._dense_budget(max_dense_bytes)
         if budget is not None and sum(sizes) > budget:
             parts = ", ".join(f"{m.name}: {n / 1e9:.1f} GB" for m, n in zip(self.members, sizes))
             raise DeepenError(
@@ -139,23 +150,27 @@ class DeePEn:
         return fuse.nonzero().squeeze(-1)
 
     def step(self, batch: Batch, allowed: torch.Tensor | None) -> StepOutput:
-        main_logits = batch.logits(0)
+        return self.decide(batch.view(), allowed, batch.clock)
+
+    def decide(self, logits, allowed: torch.Tensor | None, clock: dict) -> StepOutput:
+        """One step from the members' logits (``logits[i]`` [B, |V_i|]; an assistant's are read only if a row fuses)."""
+        main_logits = logits[0]
         tick = time.perf_counter()
         nxt = main_logits.argmax(-1)
         restricted = None if allowed is None else main_logits.masked_fill(~allowed, float("-inf")).argmax(-1)
         ensembled = [False] * len(nxt)
         if self.fuser is not None:
             rows = self.rows_to_fuse(main_logits, nxt, allowed)
-            batch.clock["fuse"] += time.perf_counter() - tick
+            clock["fuse"] += time.perf_counter() - tick
             if len(rows):
-                logits = [main_logits] + [batch.logits(i) for i in range(1, len(self.members))]
+                every = [main_logits] + [logits[i] for i in range(1, len(self.members))]
                 tick = time.perf_counter()
-                probs = [torch.softmax(lg[rows].float(), -1) for lg in logits]
+                probs = [torch.softmax(lg[rows].float(), -1) for lg in every]
                 free, restr = self.fuser.choose(main_logits[rows], probs, None if allowed is None else allowed[rows])
                 nxt[rows.to(nxt.device)] = free.to(nxt.device)
                 if restr is not None:
                     restricted[rows.to(restricted.device)] = restr.to(restricted.device)
                 for j in rows.tolist():
                     ensembled[j] = True
-                batch.clock["fuse"] += time.perf_counter() - tick
+                clock["fuse"] += time.perf_counter() - tick
         return StepOutput([[Piece(token=t)] for t in nxt.tolist()], restricted, ensembled)
