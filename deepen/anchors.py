@@ -12,12 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from deepen.errors import DeepenError
-from deepen.vocabulary import Vocabulary
-
-#: Preference when a vocabulary holds the same text twice (Gemma has both '\n' and '<0x0A>'): the token a tokenizer
-#: actually emits for that text is the ordinary one, not the byte fallback.
-_KIND_RANK = {"normal": 0, "added": 1, "byte": 2}
-
+from deepen.vocabulary import Vocabulary, text_to_id
 
 @dataclass(frozen=True)
 class Anchors:
@@ -52,17 +47,6 @@ class Anchors:
         return cls(table["bytes"].to_pylist(), ids, members)
 
 
-def _text_to_id(vocab: Vocabulary) -> dict[bytes, int]:
-    best: dict[bytes, tuple[int, int]] = {}
-    for i, (text, kind) in enumerate(zip(vocab.texts, vocab.kinds)):
-        if kind == "special" or not text:
-            continue
-        key = (_KIND_RANK[kind], i)
-        if text not in best or key < best[text]:
-            best[text] = key
-    return {text: i for text, (_, i) in best.items()}
-
-
 def find_anchors(
     vocabularies: list[Vocabulary],
     members: list[str],
@@ -80,7 +64,7 @@ def find_anchors(
     """
     if len(vocabularies) != len(members):
         raise ValueError("one vocabulary per member")
-    maps = [_text_to_id(v) for v in vocabularies]
+    maps = [text_to_id(v) for v in vocabularies]
     common = set(maps[0])
     for m in maps[1:]:
         common &= set(m)

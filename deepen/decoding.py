@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deepen.errors import DeepenError
 from deepen.members import Member, context_error
 from deepen.sync import CachedRunner, EncoderDecoderRunner, ReprefillRunner
 
@@ -82,6 +81,15 @@ def row_error(members: list[Member], prompt: str, budget: int, source: str | Non
             return (f"{what} is not valid text: {exc.reason} at character {exc.start} "
                     f"({text[max(0, exc.start - 10):exc.start + 10]!r})")
     return context_error(members, prompt, budget, source, src_lang, tgt_lang)
+
+
+def _decode_after(tokenizer, context: list[int], tokens: list[int], context_text: str | None = None) -> str:
+    """The text ``tokens`` add after ``context`` (decoded together, so that a first token keeps its leading space)."""
+    opts = dict(skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if context_text is None:
+        context_text = tokenizer.decode(context, **opts)
+    full = tokenizer.decode(context + tokens, **opts)
+    return full[len(context_text):] if full.startswith(context_text) else tokenizer.decode(tokens, **opts)
 
 
 def _join(prompt: str, continuation: str, word_start: bool) -> str:
@@ -193,16 +201,39 @@ class Batch:
     def member_ids(self, i: int) -> list[list[int]]:
         """The ids member i reads for the current text of each active row (main model: its own tokens while it has
         one for every piece; otherwise, and for every other member, its encoding of prompt + continuation)."""
-        rows = [(b, self.rows[b]) for b in self.active]
-        if i == 0 and all(r.text_bytes is None for _, r in rows):
-            return [self._prompt_ids[0][b] + r.tokens for b, r in rows]
+        return self.ids_for(i, self.active, [self.rows[b].text for b in self.active])
+
+    def ids_for(self, i: int, rows: list[int], texts: list[str]) -> list[list[int]]:
+        """Member i's ids for batch rows ``rows`` continued by ``texts`` (a draft's text, for one); the main model
+        reads its own tokens for a row with no text piece (when ``texts`` are the rows' own)."""
         member = self.members[i]
+        own = [i == 0 and self.rows[b].text_bytes is None and t == self.rows[b].text for b, t in zip(rows, texts)]
+        out: list[list[int] | None] = [self._prompt_ids[0][b] + self.rows[b].tokens if o else None
+                                       for b, o in zip(rows, own)]
+        todo = [j for j, o in enumerate(own) if not o]
+        if not todo:
+            return out
         if member.seq2seq:
-            targets = member.encode_target([r.text for _, r in rows])
-            return [self._prompt_ids[i][b] + t for (b, _), t in zip(rows, targets)]
-        word_start = self.members[0].seq2seq
-        texts = [self._texts[i][b] + _join(self._texts[i][b], r.text, word_start) for b, r in rows]
-        return member.tokenizer(texts, add_special_tokens=True)["input_ids"]
+            encoded = [self._prompt_ids[i][rows[j]] + t for j, t in
+                       zip(todo, member.encode_target([texts[j] for j in todo]))]
+        else:
+            word_start = self.members[0].seq2seq
+            prompts = [self._texts[i][rows[j]] for j in todo]
+            encoded = member.tokenizer([p + _join(p, texts[j], word_start) for p, j in zip(prompts, todo)],
+                                       add_special_tokens=True)["input_ids"]
+        for j, ids in zip(todo, encoded):
+            out[j] = ids
+        return out
+
+    def draft_text(self, b: int, tokens: list[int]) -> str:
+        """Row b's continuation as it would read with the main model's ``tokens`` appended (a draft)."""
+        row, tokenizer = self.rows[b], self.members[0].tokenizer
+        if not tokens:
+            return row.text
+        if row.text_bytes is None:
+            return _decode_after(tokenizer, row.context, row.tokens + tokens, row.context_text)
+        context = row.tokens[-_CONTEXT:]
+        return row.text + _decode_after(tokenizer, context, tokens)
 
     def logits(self, i: int) -> torch.Tensor:
         """Member i's next-token logits [active rows, sizes[i]] for the current text (cached until rows change)."""
@@ -213,6 +244,10 @@ class Batch:
             with self._timed(key):
                 self._logits[i] = self.runners[i].step(ids)[:, : self.sizes[i]]
         return self._logits[i]
+
+    def view(self) -> "Logits":
+        """The members' logits for the current text, each computed when first read (``Logits``)."""
+        return Logits(self)
 
     def sync(self, members: list[int]) -> None:
         """Bring ``members`` up to date now (paper mode and the reference scheme run every member every step)."""
@@ -244,10 +279,7 @@ class Batch:
     def _append(self, row: Row, piece: Piece, main: Member) -> None:
         if piece.token is not None and row.text_bytes is None:  # the main model's own token: decode its ids
             row.tokens.append(int(piece.token))
-            full = main.tokenizer.decode(row.context + row.tokens, skip_special_tokens=True,
-                                         clean_up_tokenization_spaces=False)
-            row.text = full[len(row.context_text):] if full.startswith(row.context_text) else main.tokenizer.decode(
-                row.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            row.text = _decode_after(main.tokenizer, row.context, row.tokens, row.context_text)
             return
         # a text piece: from now on the row's continuation is bytes, and the main model re-encodes it like the others
         text = piece.text if piece.text is not None else main.tokenizer.decode([piece.token]).encode()
@@ -270,6 +302,20 @@ class Batch:
             else:
                 mask[j] = True
         return mask
+
+
+class Logits:
+    """Member i's next-token logits as ``logits[i]`` [active rows, sizes[i]], read from the batch on first use: a
+    method that does not look at a member does not run it."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.batch.logits(i)
+
+    def __len__(self) -> int:
+        return len(self.batch.members)
 
 
 def choice_tokens(tokenizer, labels: list[str]) -> dict[int, str]:

@@ -36,20 +36,9 @@ def vocabulary_order(model) -> VocabularyOrder:
     return order
 
 
-def put_anchors_first(model, anchor_ids) -> bool:
-    """Move the anchors' rows of ``model``'s input embedding matrix to its front, in the anchors' order, in place.
-
-    The model computes exactly what it did: a hook maps the input ids to their rows before the embedding lookup, a
-    tied output layer's logits are put back in token order, and ``state_dict`` / ``load_state_dict`` (hence
-    ``save_pretrained``) read and write the checkpoint's order. Returns whether the anchors are first now: False when
-    the rows are already in use in another order, or the model is not a decoder whose fp32 embedding matrix is held by
-    its embedding layer (and a tied output layer) alone, on one device."""
-    order = vocabulary_order(model)
-    anchors = torch.as_tensor(anchor_ids).detach().to("cpu", torch.long).reshape(-1)
-    if order.front is not None:
-        return torch.equal(order.front, anchors)
-    if order.in_use:
-        return False
+def _reorderable(model, anchors: torch.Tensor) -> bool:
+    """Whether ``model`` is a decoder whose fp32 embedding matrix is held by its embedding layer (and a tied output
+    layer) alone, on one device, and ``anchors`` are distinct rows of it."""
     emb, out = model.get_input_embeddings(), model.get_output_embeddings()
     weight = getattr(emb, "weight", None)
     if (not isinstance(emb, torch.nn.Embedding) or weight.dtype != torch.float32 or weight.device.type == "meta"
@@ -60,9 +49,23 @@ def put_anchors_first(model, anchor_ids) -> bool:
         return False
     holders = [m for m in model.modules() if any(p is weight for p in m.parameters(recurse=False))]
     n_rows, n_anchors = weight.shape[0], len(anchors)
-    if (len(holders) != 1 + tied or n_anchors == 0 or int(anchors.min()) < 0 or int(anchors.max()) >= n_rows
-            or len(anchors.unique()) != n_anchors):
+    return (len(holders) == 1 + tied and n_anchors > 0 and int(anchors.min()) >= 0 and int(anchors.max()) < n_rows
+            and len(anchors.unique()) == n_anchors)
+
+
+def put_anchors_first(model, anchor_ids) -> bool:
+    """Move the anchors' rows of ``model``'s input embedding matrix to its front, in the anchors' order, in place.
+
+    The model computes exactly what it did (``_keep_token_order``). Returns whether the anchors are first now: False
+    when the rows are already in use in another order, or the model is not one ``_reorderable`` handles."""
+    order = vocabulary_order(model)
+    anchors = torch.as_tensor(anchor_ids).detach().to("cpu", torch.long).reshape(-1)
+    if order.front is not None:
+        return torch.equal(order.front, anchors)
+    if order.in_use or not _reorderable(model, anchors):
         return False
+    weight = model.get_input_embeddings().weight
+    n_rows, n_anchors = weight.shape[0], len(anchors)
     # source[r]: the token stored in row r. The anchors go to rows 0..|A|-1; the other tokens that were there move
     # to the rows the anchors left; every other row stays.
     source = torch.arange(n_rows)
@@ -71,34 +74,42 @@ def put_anchors_first(model, anchor_ids) -> bool:
     source[anchors[anchors >= n_anchors].sort().values] = (~is_anchor[:n_anchors]).nonzero().squeeze(-1)
     source[:n_anchors] = anchors
     moved = (source != torch.arange(n_rows)).nonzero().squeeze(-1)
-    device = weight.device
     with torch.no_grad():
-        weight[moved.to(device)] = weight[source[moved].to(device)]  # the right side is gathered first (a copy)
+        weight[moved.to(weight.device)] = weight[source[moved].to(weight.device)]  # the right side is gathered first
     row_of = torch.empty_like(source)
     row_of[source] = torch.arange(n_rows)
     order.row_of, order.front = row_of, anchors.clone()
-    rows_dev, source_dev = row_of.to(device), source.to(device)
+    _keep_token_order(model, row_of.to(weight.device), source.to(weight.device))
+    return True
+
+
+def _keep_token_order(model, rows: torch.Tensor, source: torch.Tensor) -> None:
+    """Hooks that keep a reordered model exact: input ids are mapped to their rows before the embedding lookup, a tied
+    output layer's logits are put back in token order, and ``state_dict`` / ``load_state_dict`` (hence
+    ``save_pretrained``) read and write the checkpoint's order. ``rows[t]``: token t's row; ``source[r]``: row r's
+    token."""
+    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    weight = emb.weight
 
     def ids_to_rows(module, args, kwargs):
         if args:
-            return (rows_dev[args[0]], *args[1:]), kwargs
-        return args, {**kwargs, "input": rows_dev[kwargs["input"]]}
+            return (rows[args[0]], *args[1:]), kwargs
+        return args, {**kwargs, "input": rows[kwargs["input"]]}
 
     emb.register_forward_pre_hook(ids_to_rows, with_kwargs=True)
-    if tied:
-        out.register_forward_hook(lambda module, args, logits: logits.index_select(-1, rows_dev))
+    if out is not None and getattr(out, "weight", None) is weight:
+        out.register_forward_hook(lambda module, args, logits: logits.index_select(-1, rows))
     names = [name for name, p in model.named_parameters(remove_duplicate=False) if p is weight]
 
     def checkpoint_order(module, state_dict, prefix, local_metadata):
         for name in names:
             if prefix + name in state_dict:
-                state_dict[prefix + name] = state_dict[prefix + name][rows_dev]
+                state_dict[prefix + name] = state_dict[prefix + name][rows]
 
     def storage_order(module, state_dict, prefix, *args):
         for name in names:
             if prefix + name in state_dict:
-                state_dict[prefix + name] = state_dict[prefix + name][source_dev.to(state_dict[prefix + name].device)]
+                state_dict[prefix + name] = state_dict[prefix + name][source.to(state_dict[prefix + name].device)]
 
     model.register_state_dict_post_hook(checkpoint_order)
     model.register_load_state_dict_pre_hook(storage_order)
-    return True

@@ -80,29 +80,26 @@ class CachedRunner:
         return any(getattr(layer, "is_sliding", False) for layer in getattr(self.cache, "layers", []))
 
     @torch.no_grad()
-    def _forward(self, chunk: list[list[int]], chunk_mask: list[list[int]], positions: list[list[int]], last):
-        """Feed a [B, W] chunk; return the logits at each row's ``last`` chunk index [B, V] (fp32)."""
-        width = len(chunk[0])
+    def _forward(self, chunk: list[list[int]], chunk_mask: list[list[int]], positions: list[list[int]],
+                 keep: int) -> torch.Tensor:
+        """Feed a [B, W] chunk; return the logits of its last ``keep`` columns [B, keep, V] (fp32)."""
         inp = torch.tensor(chunk, dtype=torch.long, device=self.device)
         cmask = torch.tensor(chunk_mask, dtype=torch.long, device=self.device)
         self.mask = cmask if self.mask is None else torch.cat([self.mask, cmask], dim=1)
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
-        keep = width - min(last)
-        out = self.model(
-            input_ids=inp,
-            attention_mask=self.mask,
-            position_ids=pos,
-            cache=self.cache,
-            use_cache=True,
-            logits_to_keep=keep,
-        )
-        idx = torch.tensor([i - (width - keep) for i in last], device=self.device)
-        self.last_width = width
+        out = self.model(input_ids=inp, attention_mask=self.mask, position_ids=pos, cache=self.cache, use_cache=True,
+                         logits_to_keep=keep)
+        self.last_width = len(chunk[0])
         self.tokens_fed += sum(sum(m) for m in chunk_mask)
-        return out.logits[torch.arange(len(chunk), device=self.device), idx].float()
+        return out.logits[:, -keep:].float()
 
     def prefill(self, ids: list[list[int]]) -> torch.Tensor:
         """Start from scratch on ``ids`` (left padded); returns next-token logits [B, V]."""
+        return self._prefill(ids, [len(r) - 1 for r in ids])[:, -1]
+
+    def _prefill(self, ids: list[list[int]], start: list[int]) -> torch.Tensor:
+        """Read ``ids`` from scratch (left padded); logits [B, K, V] of the last K positions, K covering every row's
+        positions from ``start``."""
         check_length(ids, self.max_len)
         if any(len(r) == 0 for r in ids):
             raise DeepenError("empty prompt: a member got no tokens to read")
@@ -112,23 +109,31 @@ class CachedRunner:
         chunk = [[self.pad_id] * (width - len(r)) + list(r) for r in ids]
         cmask = [[0] * (width - len(r)) + [1] * len(r) for r in ids]
         positions = [[0] * (width - len(r)) + list(range(len(r))) for r in ids]
-        logits = self._forward(chunk, cmask, positions, [width - 1] * len(ids))
+        logits = self._forward(chunk, cmask, positions, width - min(s + width - len(r) for s, r in zip(start, ids)))
         self.ids = [list(r) for r in ids]
         self.garbage = [0] * len(ids)
         return logits
 
     def step(self, ids: list[list[int]]) -> torch.Tensor:
         """Bring every row to ``ids`` (feeding only the changed suffix); returns next-token logits [B, V]."""
+        return torch.stack([x[-1] for x in self.span(ids, [len(r) - 1 for r in ids])])
+
+    def span(self, ids: list[list[int]], start: list[int]) -> list[torch.Tensor]:
+        """Bring every row to ``ids`` (feeding the changed suffix, and at least the tokens from ``start[b]``); returns
+        each row's logits at its positions start[b] .. len(ids[b]) - 1, [len - start, V] (what a verifier of a draft
+        needs: its distribution after every token of the draft)."""
         if self.cache is None:
-            return self.prefill(ids)
+            logits = self._prefill(ids, start)
+            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
         check_length(ids, self.max_len)
-        # keep the common prefix, but always feed at least one token: we need logits after the last one
-        keep = [min(common_prefix(old, new), len(new) - 1) for old, new in zip(self.ids, ids)]
+        # keep the common prefix, but always feed at least one token (and the tokens from `start`)
+        keep = [min(common_prefix(old, new), len(new) - 1, s) for old, new, s in zip(self.ids, ids, start)]
         drop = [len(old) - k + g for old, k, g in zip(self.ids, keep, self.garbage)]
         crop = max(drop)
         if crop > self.last_width and self._has_sliding():
             # a sliding-window layer only recorded the last forward's states: roll back by re-reading from scratch
-            return self.prefill(ids)
+            logits = self._prefill(ids, start)
+            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
         if self.rollback or crop:
             self.cache.crop(-crop)
         if crop:
@@ -139,17 +144,18 @@ class CachedRunner:
             refeed = min(lost, k)
             rows.append((lost - refeed, k - refeed, new[k - refeed :]))  # (left pads, first position, tokens)
         width = max(p + len(t) for p, _, t in rows)
-        chunk, cmask, positions, last = [], [], [], []
-        for pads, first, toks in rows:
+        chunk, cmask, positions, need = [], [], [], []
+        for (pads, first, toks), s in zip(rows, start):
             right = width - pads - len(toks)
             chunk.append([self.pad_id] * pads + toks + [self.pad_id] * right)
             cmask.append([0] * pads + [1] * len(toks) + [0] * right)
             positions.append([0] * pads + list(range(first, first + len(toks))) + [first + len(toks)] * right)
-            last.append(pads + len(toks) - 1)
-        logits = self._forward(chunk, cmask, positions, last)
+            need.append((pads + s - first, pads + len(toks)))  # chunk columns of positions start .. end
+        keep_cols = width - min(lo for lo, _ in need)
+        logits = self._forward(chunk, cmask, positions, keep_cols)
         self.ids = [list(r) for r in ids]
         self.garbage = [width - p - len(t) for p, _, t in rows]
-        return logits
+        return [lg[lo - (width - keep_cols): hi - (width - keep_cols)] for lg, (lo, hi) in zip(logits, need)]
 
     def select(self, rows: list[int]) -> None:
         """Keep only ``rows`` of the batch (finished rows leave)."""

@@ -15,7 +15,6 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-KINDS = ("normal", "added", "byte", "special")
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
@@ -138,3 +137,20 @@ def normalise_vocabulary(tokenizer, size: int | None = None) -> Vocabulary:
             texts.append(text)
             kinds.append(kind)
     return Vocabulary(style, pieces, texts, kinds)
+
+
+#: Preference when a vocabulary holds the same text twice (Gemma has both '\n' and '<0x0A>'): the token a tokenizer
+#: actually emits for that text is the ordinary one, not the byte fallback.
+_KIND_RANK = {"normal": 0, "added": 1, "byte": 2}
+
+
+def text_to_id(vocab: Vocabulary) -> dict[bytes, int]:
+    """Each text of the vocabulary -> the token that stands for it (the ordinary one where several do)."""
+    best: dict[bytes, tuple[int, int]] = {}
+    for i, (text, kind) in enumerate(zip(vocab.texts, vocab.kinds)):
+        if kind == "special" or not text:
+            continue
+        key = (_KIND_RANK[kind], i)
+        if text not in best or key < best[text]:
+            best[text] = key
+    return {text: i for text, (_, i) in best.items()}

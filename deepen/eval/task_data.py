@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepen.errors import TaskDataNotFoundError, TaskError
-from deepen.eval.tasks import Row, Task, get_task, mc_labels
+from deepen.eval.tasks import Task, get_task
+from deepen.eval.templates import Row, mc_labels
 
 
 def default_data_dir() -> Path:

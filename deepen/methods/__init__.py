@@ -26,8 +26,11 @@ from deepen.errors import DeepenError
 #: method name -> (module, class)
 REGISTRY: dict[str, tuple[str, str]] = {
     "deepen": ("deepen.methods.deepen", "DeePEn"),
+    "gac": ("deepen.methods.gac", "GaC"),
+    "unite": ("deepen.methods.unite", "UniTE"),
 }
-COMPOSERS = ("safe",)  # "safe+<base>": a policy that runs on top of a base method
+#: "safe+<base>": a policy that runs on top of a base method (module, class)
+COMPOSERS: dict[str, tuple[str, str]] = {"safe": ("deepen.methods.safe", "SAFE")}
 
 
 def parse(name: str) -> tuple[str | None, str]:
@@ -40,7 +43,7 @@ def parse(name: str) -> tuple[str | None, str]:
 
 
 def method_class(name: str):
-    module, cls = REGISTRY[name]
+    module, cls = REGISTRY.get(name) or COMPOSERS[name]
     return getattr(import_module(module), cls)
 
 

@@ -23,7 +23,7 @@ from deepen.eval import combine as combining
 from deepen.eval.tasks import get_task
 from deepen.pipeline import paths
 
-TITLES = {"deepen": "DeePEn"}
+TITLES = {"deepen": "DeePEn", "gac": "GaC", "unite": "UniTE", "safe": "SAFE"}
 WEIGHTINGS = ("avg", "adapt")
 
 

@@ -151,7 +151,7 @@ def plots(summary_path: str, accuracy_png: str, gain_png: str) -> None:
         fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks)), 4))
         bars(ax, rows_, value)
         ax.set_ylabel(ylabel)
-        ax.settask_title(title)
+        ax.set_title(title)
         ax.axhline(0, color="black", linewidth=0.5)
         fig.tight_layout()
         save_figure(fig, path)

@@ -28,10 +28,6 @@ from deepen.pipeline.schemas import SCALING_SCHEMA, SWEEP_SCHEMA
 from deepen.pipeline.score import adapt_weights, dev_accuracies, task_score
 from deepen.progress import log
 
-__all__ = ["rank_members", "ranked_members", "scaling_anchors", "scaling_relative", "scaling_results",
-           "sweep_results", "check_study_config", "study_dev_tasks"]
-
-
 def _mean_of(table: pa.Table, column: str) -> float | None:
     values = [v for v in table[column].to_pylist() if v is not None]
     return sum(values) / len(values) if values else None
