@@ -126,7 +126,7 @@ def random_weight_members(sources: list[str], out_dir: Path) -> list[str]:
 
 
 def task_prompts(per_task: dict[str, int]) -> list[dict]:
-    from deepen.tasks import build_prompts
+    from deepen.eval.task_data import build_prompts
 
     rows = []
     for task, n in per_task.items():
@@ -326,15 +326,17 @@ def agreement_grid(members, prompts: list[dict], *, anchors: int, etas, steps_li
         # plain fast mode keeps its sampled cluster means, as it runs by default)
         exact = [RelativeSpace.of_member(m, ids[i], s.vocab_size, exact_tail=True) for i, (m, s) in
                  enumerate(zip(order, spaces))]
+        dense = [s.dense() for s in spaces]
         for eta in etas:
             for steps in steps_list:
                 paper = Ensemble(order, mode="paper", eta=eta, steps=steps, anchors=base.method.anchors,
                                  spaces=spaces, progress=False)
+                paper.method.fuser._dense = dense  # computed once per order
                 fast = {name: Fuser(spaces, FusionConfig(eta=eta, steps=steps, **kw))
                         for name, kw in {"fast": {}, **(variants or {})}.items()}
                 certified = Fuser(exact, FusionConfig(eta=eta, steps=steps, certify=True),
                                   max_dense_bytes=sum(s.dense_bytes() for s in spaces))
-                certified._dense = paper.method.fuser.dense()
+                certified._dense = dense
                 paper.method = Compared(paper.method, {**fast, "certified": certified})
                 for start in range(0, len(prompts), batch):
                     part = prompts[start : start + batch]

@@ -7,9 +7,10 @@ model, the logit paper mode's search would end with, and so proves (or cannot pr
 
 What is bounded, per row of the batch:
 
-* the fused target: each member's kept tokens are exact; a cluster's tail part lies, anchor by anchor, within
-  [mean - dev, mean + dev] times its tail mass, where ``dev`` is the largest deviation of any token's row from its
-  cluster's mean (``RelativeSpace.tail_deviation``, computed once over every token);
+* the fused target: each member's kept tokens are exact; a tail token's row lies, anchor by anchor, within its
+  cluster's envelope (``RelativeSpace.tail_bounds``: the least and greatest entry over the cluster's tokens, computed
+  once over every token), except in an anchor's own column, where its own token's entry is known exactly (it is
+  almost one-hot there, and would make the envelope useless);
 * q(z) = softmax(z) R_0 along the search: a tail token's logit moves by at most the summed Adam step bounds
   (``deepen.search``), so each tail cluster's softmax share lies in an interval computed from the exact initial
   logits; kept tokens' logits lie in the intervals this search carries;
@@ -26,20 +27,32 @@ from __future__ import annotations
 
 import torch
 
+from deepen.relative import TailBounds
 from deepen.search import ADAM_EPS, BETAS, WEIGHT_DECAY, adam_step_bound, learning_rates
 
 MARGIN = 1e-4  # final-logit margin that covers the rounding of paper mode's fp32 search
 
 
-def target_bounds(parts: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
+def _tail_part(weight_lo, weight_hi, own_lo, own_hi, bounds: TailBounds):
+    """Bounds [B, |A|] of sum_j w_j R[j] over tail tokens, from each cluster's total weight [B, C] and each anchor's
+    own token's weight [B, |A|] (0 where that token is not in the tail), all as intervals."""
+    cols = torch.arange(bounds.own.shape[0], device=bounds.own.device)
+    k_lo = bounds.own - bounds.lower[bounds.own_cluster, cols]  # the own token's entry instead of the envelope's
+    k_hi = bounds.own - bounds.upper[bounds.own_cluster, cols]
+    lo = weight_lo @ bounds.lower + torch.minimum(own_lo * k_lo, own_hi * k_lo)
+    hi = weight_hi @ bounds.upper + torch.maximum(own_lo * k_hi, own_hi * k_hi)
+    return lo.clamp_min(0.0), hi
+
+
+def target_bounds(parts: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, TailBounds]]):
     """Lower and upper bounds [B, |A|] of the fused target sum_i w_i p_i R_i.
 
-    ``parts``: per member (weight, exact kept part [B, |A|], tail mass per cluster [B, C], cluster mean rows [C, |A|],
-    cluster deviation [C])."""
+    ``parts``: per member (weight, exact kept part [B, |A|], tail mass per cluster [B, C], tail mass of each anchor's
+    own token [B, |A|], its ``TailBounds``)."""
     lo = hi = 0.0
-    for w, kept, tail_mass, means, dev in parts:
-        lo = lo + w * (kept + tail_mass @ (means - dev[:, None]).clamp_min(0.0))
-        hi = hi + w * (kept + tail_mass @ (means + dev[:, None]).clamp_max(1.0))
+    for w, kept, tail_mass, own_mass, bounds in parts:
+        part_lo, part_hi = _tail_part(tail_mass, tail_mass, own_mass, own_mass, bounds)
+        lo, hi = lo + w * (kept + part_lo), hi + w * (kept + part_hi)
     return lo, hi
 
 
@@ -59,19 +72,19 @@ def _mul(a_lo, a_hi, b_lo, b_hi):
 
 
 def interval_search(logits: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor,
-                    cluster: torch.Tensor, means: torch.Tensor, dev: torch.Tensor, t_lo: torch.Tensor,
+                    cluster: torch.Tensor, anchor_ids: torch.Tensor, bounds: TailBounds, t_lo: torch.Tensor,
                     t_hi: torch.Tensor, eta: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Bounds [B, U] on the final logits paper mode's search gives the kept tokens ``ids`` [U] (-inf where a row did
     not keep a token).
 
     ``logits`` [B, |V_0|]: the main model's logits; ``keep`` [B, U] bool; ``rows`` [U, |A|]: their exact relative rows;
-    ``cluster`` [|V_0|], ``means`` [C, |A|], ``dev`` [C]: the main model's tail clusters; ``t_lo``, ``t_hi`` [B, |A|]:
-    bounds of the target (`target_bounds`)."""
+    ``cluster`` [|V_0|], ``anchor_ids`` [|A|] and ``bounds``: the main model's tail clusters, its token of each anchor
+    and the clusters' ``TailBounds``; ``t_lo``, ``t_hi`` [B, |A|]: bounds of the target (`target_bounds`)."""
     logits = logits.float()
     n_anchors = rows.shape[-1]
     tail = torch.ones_like(logits, dtype=torch.bool)
     tail[:, ids] = ~keep
-    lo_rows, hi_rows = (means - dev[:, None]).clamp_min(0.0), (means + dev[:, None]).clamp_max(1.0)
+    own = logits[:, anchor_ids].masked_fill(~tail[:, anchor_ids], float("-inf"))  # anchors' own tokens in the tail
     z_lo = logits[:, ids].masked_fill(~keep, float("-inf"))
     z_hi = z_lo.clone()
     m_lo, m_hi = torch.zeros_like(z_lo), torch.zeros_like(z_lo)
@@ -79,7 +92,7 @@ def interval_search(logits: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor,
     b1, b2 = BETAS
     decay, drift = 1.0, 0.0  # every logit z_j(t) lies within decay * z_j(0) +- drift
     for t, lr in enumerate(learning_rates(eta, steps), start=1):
-        lse = _tail_logsumexp(logits, tail, cluster, len(means), decay)  # [B, C] at drift 0
+        lse = _tail_logsumexp(logits, tail, cluster, bounds.lower.shape[0], decay)  # [B, C] at drift 0
         shift = torch.maximum(z_hi.max(-1, keepdim=True).values, (lse + drift).max(-1, keepdim=True).values)
         k_lo, k_hi = (z_lo - shift).exp(), (z_hi - shift).exp()
         e_lo, e_hi = (lse - drift - shift).exp(), (lse + drift - shift).exp()
@@ -90,8 +103,11 @@ def interval_search(logits: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor,
         s_hi = (k_hi / (k_hi + (total_lo - k_lo)).clamp_min(1e-38)).clamp_max(1.0)
         c_lo = e_lo / (e_lo + (total_hi - e_hi)).clamp_min(1e-38)
         c_hi = (e_hi / (e_hi + (total_lo - e_lo)).clamp_min(1e-38)).clamp_max(1.0)
-        q_lo = s_lo @ rows + c_lo @ lo_rows
-        q_hi = (s_hi @ rows + c_hi @ hi_rows).clamp_max(1.0)
+        o_lo = (decay * own - drift - shift).exp() / total_hi
+        o_hi = ((decay * own + drift - shift).exp() / total_lo).clamp_max(1.0)
+        part_lo, part_hi = _tail_part(c_lo, c_hi, o_lo, o_hi, bounds)
+        q_lo = s_lo @ rows + part_lo
+        q_hi = (s_hi @ rows + part_hi).clamp_max(1.0)
         rho_lo = (t_lo / q_hi) @ rows.T
         rho_hi = (t_hi / q_lo.clamp_min(1e-38)) @ rows.T
         g_lo, g_hi = _mul(s_lo, s_hi, 1.0 - rho_hi, 1.0 - rho_lo)

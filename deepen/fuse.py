@@ -110,6 +110,7 @@ class _Member:
     kept: torch.Tensor  # [B, |A|] the kept tokens' part of p_i R_i (exact)
     tail_mass: torch.Tensor  # [B, C]
     tail_count: torch.Tensor  # [B, C] tail tokens per cluster
+    own_mass: torch.Tensor  # [B, |A|] the probability of each anchor's own token where it is in the tail
 
     def relative(self, means: torch.Tensor) -> torch.Tensor:
         return self.kept + self.tail_mass @ means
@@ -176,7 +177,7 @@ class Fuser:
         tail[:, ids] = tail[:, ids].masked_fill(keep, 0.0)
         tail_mass = torch.zeros(len(probs), len(tail_rows), device=probs.device).index_add_(1, cluster, tail)
         tail_count = sizes - torch.zeros_like(tail_mass).index_add_(1, cluster[ids], keep.float())
-        return _Member(ids, keep, rows, p @ rows, tail_mass, tail_count)
+        return _Member(ids, keep, rows, p @ rows, tail_mass, tail_count, tail[:, space.anchor_ids])
 
     def contenders(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, V] bool: every token that can still win the search (within ``gap`` of the top), at most
@@ -220,10 +221,10 @@ class Fuser:
         if not bounds:
             return main.ids, fused[:, : len(main.ids)], None, None, capped
         tick = time.perf_counter()
-        t_lo, t_hi = target_bounds([(w, m.kept, m.tail_mass, s.tail[1], s.tail_deviation)
+        t_lo, t_hi = target_bounds([(w, m.kept, m.tail_mass, m.own_mass, s.tail_bounds)
                                     for w, m, s in zip(self.weights, members, self.spaces)])
-        z_lo, z_hi = interval_search(logits, main.ids, main.keep, main.rows, cluster, means,
-                                     self.spaces[0].tail_deviation, t_lo, t_hi, config.eta, config.steps)
+        z_lo, z_hi = interval_search(logits, main.ids, main.keep, main.rows, cluster, self.spaces[0].anchor_ids,
+                                     self.spaces[0].tail_bounds, t_lo, t_hi, config.eta, config.steps)
         self.clock["certify"] += time.perf_counter() - tick
         return main.ids, fused[:, : len(main.ids)], z_lo, z_hi, capped
 

@@ -21,7 +21,7 @@ than one mean row for the whole tail (measured in the README's Performance secti
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,22 @@ TAIL_SAMPLE = 32  # rows averaged per cluster for its mean row (all of them when
 KMEANS_SAMPLE = 16384  # tokens the k-means centroids are fitted on (every token is then assigned)
 KMEANS_ITERATIONS = 8
 _EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class TailBounds:
+    """What every token's row of a cluster can be, anchor by anchor (``exact_tail``; what certified fast mode needs).
+
+    Attributes:
+        lower, upper: [C, |A|] the least and greatest R[j, a] over the tokens j of cluster c, leaving out the anchor's
+            own token in its own column (its row is almost one-hot there: kept apart, the envelopes stay tight);
+        own: [|A|] R[t_a, a] for each anchor's own token t_a;
+        own_cluster: [|A|] the cluster of each anchor's own token."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    own: torch.Tensor
+    own_cluster: torch.Tensor
 
 
 def tail_clusters(embeddings: torch.Tensor, norms: torch.Tensor, n_clusters: int,
@@ -93,8 +109,8 @@ class RelativeSpace:
         cache_rows: how many computed rows to keep (LRU); 0 disables the cache.
         n_clusters: C, the tail clusters (see the module docstring).
         tail_sample: rows averaged per cluster for its mean row; exact for clusters no larger than this.
-        exact_tail: instead, compute every token's row once: exact cluster means, and each cluster's largest deviation
-            of a row from its mean (``tail_deviation``, what fast mode's certificate needs; ``deepen.certify``).
+        exact_tail: instead, compute every token's row once: exact cluster means, and the envelopes of each cluster's
+            rows (``tail_bounds``, what fast mode's certificate needs; ``deepen.certify``).
         row_of: token t's row in ``embeddings`` (``VocabularyOrder.row_of``; None: row t).
         anchors_first: the rows 0..|A|-1 of ``embeddings`` are the anchors, in order (``put_anchors_first``).
         tail_cluster / tail_rows: the clusters [|V|] and their mean rows [C, |A|] when already computed (a cache).
@@ -116,7 +132,7 @@ class RelativeSpace:
         anchors_first: bool = False,
         tail_cluster: torch.Tensor | None = None,
         tail_rows: torch.Tensor | None = None,
-        tail_deviation: torch.Tensor | None = None,
+        tail_bounds: TailBounds | None = None,
     ):
         self.embeddings = embeddings.detach()
         self.device = self.embeddings.device
@@ -157,11 +173,11 @@ class RelativeSpace:
         self._tail_sample = int(tail_sample)
         self.exact_tail = bool(exact_tail)
         self._tail = None
-        self.tail_deviation: torch.Tensor | None = None  # [C], with an exact tail
+        self.tail_bounds: TailBounds | None = None  # with an exact tail
         if (tail_cluster is None) != (tail_rows is None):
             raise ValueError("tail_cluster and tail_rows go together")
         if tail_cluster is not None:
-            self._set_tail(tail_cluster, tail_rows, tail_deviation)
+            self._set_tail(tail_cluster, tail_rows, tail_bounds)
 
     @staticmethod
     def copies_anchors(embeddings: torch.Tensor, n_anchors: int) -> bool:
@@ -237,15 +253,16 @@ class RelativeSpace:
         return self._store[slots.to(self.device)]
 
     # -- summaries kept in the relative cache --------------------------------------------------------------------
-    def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor, deviation: torch.Tensor | None = None) -> None:
+    def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor, bounds: TailBounds | None = None) -> None:
         cluster = cluster.to(self.device, torch.long)
         if cluster.shape != (self.vocab_size,) or rows.shape[-1] != self.n_anchors or int(cluster.max()) >= len(rows):
             raise ValueError(f"tail clusters do not fit this space: {tuple(cluster.shape)} clusters for {self.vocab_size}"
                              f" tokens, rows {tuple(rows.shape)} for {self.n_anchors} anchors")
         sizes = torch.bincount(cluster, minlength=len(rows)).float()
         self._tail = (cluster, rows.to(self.device, torch.float32).contiguous(), sizes)
-        self.tail_deviation = None if deviation is None else deviation.to(self.device, torch.float32)
-        self.exact_tail = self.exact_tail or deviation is not None
+        self.tail_bounds = None if bounds is None else TailBounds(*(x.to(self.device) for x in (
+            bounds.lower, bounds.upper, bounds.own, bounds.own_cluster)))
+        self.exact_tail = self.exact_tail or bounds is not None
 
     @property
     def tail(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -289,27 +306,32 @@ class RelativeSpace:
         self._set_tail(cluster, rows)
 
     def _exact_cluster_rows(self, cluster: torch.Tensor, n_clusters: int, progress: bool, block: int = 256):
-        """Every token's row, once: each cluster's mean row [C, |A|] and largest deviation of a row from it in any
-        anchor [C], from running sums and elementwise envelopes (one pass; no [|V|, |A|] matrix is ever held)."""
+        """Every token's row, once: each cluster's mean row [C, |A|] and its ``TailBounds``, from running sums and
+        elementwise envelopes (one pass; no [|V|, |A|] matrix is ever held)."""
         shape = (n_clusters, self.n_anchors)
         sums = torch.zeros(shape, dtype=torch.float64, device=self.device)
-        upper = torch.full(shape, -1.0, device=self.device)
-        lower = torch.full(shape, 2.0, device=self.device)
+        upper = torch.zeros(shape, device=self.device)
+        lower = torch.ones(shape, device=self.device)
+        own = torch.zeros(self.n_anchors, device=self.device)
+        column = torch.full((self.vocab_size,), -1, dtype=torch.long, device=self.device)
+        column[self.anchor_ids] = torch.arange(self.n_anchors, device=self.device)
         ids = torch.arange(self.vocab_size, device=self.device)
-        with bar(self.vocab_size, "tail clusters: every row (exact means and deviations)", unit="row",
+        with bar(self.vocab_size, "tail clusters: every row (exact means and envelopes)", unit="row",
                  enabled=progress) as done:
             for part in ids.split(block):
-                rows, who = self.compute_rows(part), cluster[part]
+                rows, who, col = self.compute_rows(part), cluster[part], column[part]
                 sums.index_add_(0, who, rows.double())
+                at = (col >= 0).nonzero().squeeze(-1)  # anchors' own tokens: their own column is kept apart
+                own[col[at]] = rows[at, col[at]]
                 index = who[:, None].expand_as(rows)
-                upper.scatter_reduce_(0, index, rows, "amax")
-                lower.scatter_reduce_(0, index, rows, "amin")
+                upper.scatter_reduce_(0, index, rows.index_put((at, col[at]), torch.zeros(len(at))), "amax")
+                lower.scatter_reduce_(0, index, rows.index_put((at, col[at]), torch.ones(len(at))), "amin")
                 done.update(len(part))
         sizes = torch.bincount(cluster, minlength=n_clusters).clamp_min(1)
-        means = (sums / sizes[:, None]).float()
-        deviation = torch.maximum(upper - means, means - lower).amax(-1).clamp_min(0.0)
-        # fp32 rounding of the rows themselves: a margin of a few ulps of the largest entry
-        return means, deviation + 4 * torch.finfo(torch.float32).eps * upper.amax(-1).clamp_min(0.0)
+        # fp32 rounding of the rows themselves: widen each envelope by a few ulps
+        slack = 4 * torch.finfo(torch.float32).eps
+        bounds = TailBounds(lower * (1 - slack), upper * (1 + slack), own, cluster[self.anchor_ids])
+        return (sums / sizes[:, None]).float(), bounds
 
     def dense(self, block: int = 512, out: torch.Tensor | None = None) -> torch.Tensor:
         """The whole R_i [|V|, |A|] fp32 (paper mode). Check the size first: see ``dense_bytes``."""
@@ -329,26 +351,29 @@ class RelativeSpace:
         - ``tail_rows``: this anchor's column of the cluster mean rows (C values);
         - ``tail_cluster``: the clusters of the vocabulary [|V|], laid out m = ceil(|V| / |A|) per row (row k holds
           tokens k*m .. k*m+m-1), padded with -1;
-        - metadata ``tail_deviation``: with an exact tail, each cluster's largest deviation (JSON list of C values)."""
+        - with an exact tail, ``tail_lower`` / ``tail_upper`` (this anchor's column of the clusters' envelopes, C
+          values) and ``own_row`` (R[t_a, a] of its own token)."""
         self.ensure_tail(progress)
         unit = self.anchor_unit.cpu().numpy()
         cluster, rows, _ = self.tail
         per_row = -(-self.vocab_size // self.n_anchors)
         laid = np.full(per_row * self.n_anchors, -1, dtype=np.int32)
         laid[: self.vocab_size] = cluster.cpu().numpy()
-        columns = rows.T.contiguous().cpu().numpy()  # [|A|, C]
-        deviation = None if self.tail_deviation is None else json.dumps(self.tail_deviation.cpu().tolist())
+        columns_of = {}
+        if self.tail_bounds is not None:
+            b = self.tail_bounds
+            columns_of = {"tail_lower": _columns(b.lower), "tail_upper": _columns(b.upper),
+                          "own_row": pa.array(b.own.cpu().numpy(), pa.float32())}
         return pa.table(
             {
                 "anchor_id": pa.array(self.anchor_ids.cpu().numpy(), pa.int64()),
                 "unit_embedding": pa.FixedSizeListArray.from_arrays(
                     pa.array(unit.reshape(-1), pa.float32()), unit.shape[1]
                 ),
-                "tail_rows": pa.FixedSizeListArray.from_arrays(pa.array(columns.reshape(-1), pa.float32()),
-                                                               columns.shape[1]),
+                "tail_rows": _columns(rows),
                 "tail_cluster": pa.FixedSizeListArray.from_arrays(pa.array(laid), per_row),
+                **columns_of,
             },
-            metadata=None if deviation is None else {"tail_deviation": deviation},
         )
 
     @classmethod
@@ -358,12 +383,24 @@ class RelativeSpace:
         if "tail_rows" not in table.column_names or "tail_cluster" not in table.column_names:
             raise ValueError("this relative cache predates the tail clusters (no tail_rows / tail_cluster columns); "
                              "delete it and rerun, which rebuilds it")
-        n_clusters = table.schema.field("tail_rows").type.list_size
-        tail_rows = torch.from_numpy(
-            table["tail_rows"].combine_chunks().flatten().to_numpy().reshape(-1, n_clusters).T.copy())
+        tail_rows = _matrix(table, "tail_rows")
         laid = table["tail_cluster"].combine_chunks().flatten().to_numpy()
         tail_cluster = torch.from_numpy(laid[: embeddings.shape[0]].astype(np.int64))
-        stored = (table.schema.metadata or {}).get(b"tail_deviation")
-        deviation = None if stored is None else torch.tensor(json.loads(stored), dtype=torch.float32)
+        bounds = None
+        if "tail_lower" in table.column_names:
+            bounds = TailBounds(_matrix(table, "tail_lower"), _matrix(table, "tail_upper"),
+                                torch.from_numpy(table["own_row"].to_numpy().copy()),
+                                tail_cluster[torch.from_numpy(table["anchor_id"].to_numpy())])
         return cls(embeddings, table["anchor_id"].to_numpy(), tail_cluster=tail_cluster, tail_rows=tail_rows,
-                   tail_deviation=deviation, **kwargs)
+                   tail_bounds=bounds, **kwargs)
+
+
+def _columns(matrix: torch.Tensor) -> pa.Array:
+    """A [C, |A|] matrix as one list of C values per anchor (the relative cache's layout)."""
+    columns = matrix.T.contiguous().cpu().numpy()
+    return pa.FixedSizeListArray.from_arrays(pa.array(columns.reshape(-1), pa.float32()), columns.shape[1])
+
+
+def _matrix(table: pa.Table, name: str) -> torch.Tensor:
+    n = table.schema.field(name).type.list_size
+    return torch.from_numpy(table[name].combine_chunks().flatten().to_numpy().reshape(-1, n).T.copy())

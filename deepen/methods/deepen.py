@@ -112,9 +112,9 @@ class DeePEn:
             t0 = time.perf_counter()
             for s in self.spaces:  # computed once per member; the pipeline's relative stage stores it
                 s.ensure_tail(progress=self._progress and certify)
-            if certify and any(s.tail_deviation is None for s in self.spaces):
+            if certify and any(s.tail_bounds is None for s in self.spaces):
                 raise DeepenError("certified fast mode needs each relative space's exact tail (its clusters' "
-                                  "deviations): build the relative caches with certify on, or let the ensemble "
+                                  "envelopes): build the relative caches with certify on, or let the ensemble "
                                   "build its spaces")
             self._log(f"relative spaces ready ({time.perf_counter() - t0:.1f} s)")
 
