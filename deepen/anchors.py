@@ -69,13 +69,17 @@ def find_anchors(
     for m in maps[1:]:
         common &= set(m)
     texts = sorted(common, key=lambda t: maps[0][t])
+    shared = len(texts)
     if max_anchors is not None:
         if max_anchors < 1:
             raise DeepenError(f"max_anchors must be positive, got {max_anchors}")
         texts = texts[:max_anchors]
     if len(texts) < min_anchors:
+        if len(texts) < shared:
+            raise DeepenError(f"max_anchors {max_anchors} keeps {len(texts)} of the {shared} anchor tokens members "
+                              f"{', '.join(members)} share, fewer than min_anchors ({min_anchors}); raise max_anchors")
         raise DeepenError(
-            f"members {', '.join(members)} share only {len(texts)} anchor tokens, fewer than the minimum of "
+            f"members {', '.join(members)} share only {shared} anchor tokens, fewer than the minimum of "
             f"{min_anchors}; DeePEn needs a common vocabulary to fuse in (lower min_anchors only if you know why)"
         )
     ids = np.array([[m[t] for t in texts] for m in maps], dtype=np.int64).reshape(len(maps), len(texts))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,8 +298,8 @@ def load_member(
         if device_map is not None:
             kwargs["device_map"] = device_map
         model = auto_model_class(target, trust_remote_code).from_pretrained(target, **kwargs)
-    except (OSError, ValueError) as exc:  # missing files, offline, or refused: remote code, pickled weights
-        raise _load_error(source, exc) from exc
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:  # missing files, offline, or refused: remote code,
+        raise _load_error(source, exc) from exc  # a pickled checkpoint holding more than tensors
     if device_map is None:
         model.to(device)
     model.eval()

@@ -17,6 +17,7 @@ from deepen.members import load_member
 from deepen.pipeline.io import metadata, read_json, read_table, with_metadata
 from deepen.pipeline.models import verify_member
 from deepen.pipeline.schemas import SHARD_SCHEMA
+from deepen.pipeline.score import dev_accuracies, within_best
 from deepen.pipeline.shards import claim, provenance, shard_rows, watch_parent, write_claimed
 from deepen.pipeline.studies import ranked_members
 from deepen.progress import log
@@ -41,6 +42,14 @@ def decode_job(inputs: dict, settings: dict, shard: int, n_shards: int, out: str
         weights = dev_weights if weights == "adapt" else None
         log(f"scaling k={settings['top_k']}: {', '.join(members)} (weights {weights or 'uniform'})")
     options = dict(settings["options"], weights=None if isinstance(weights, str) else weights)
+    if options.pop("select", False):  # UniTE's selection: the members within 10% of the best on dev
+        accs = dev_accuracies(list(inputs["dev_scores"]))
+        keep = within_best(accs)
+        members, models, metas, remote = ([x[i] for i in keep] for x in (members, models, metas, remote))
+        if options["weights"] is not None:
+            total = sum(options["weights"][i] for i in keep)
+            options["weights"] = [options["weights"][i] / total for i in keep] if total else None
+        log(f"selected {', '.join(members)} (dev scores {', '.join(f'{a:.1f}' for a in accs)}: within 10% of the best)")
     ensemble = load_ensemble(models, metas, members, method=settings["method"], options=options,
                              anchors_path=inputs.get("anchors"), relative_paths=list(inputs.get("relative", [])),
                              dtype=settings["dtype"], device_map=settings["device_map"], trust_remote_code=remote)

@@ -63,10 +63,22 @@ class Method:
         return self.kind != "combine"
 
     @property
+    def family(self) -> str:
+        """What kind of method it is, for tables and plots: single, deepen, gac, unite, safe, voting, mbr, combine."""
+        if self.kind == "combine":
+            return {"voting": "voting", "mbr": "mbr"}.get(self.rule, "combine")
+        return "single" if self.kind == "single" else (self.algorithm or "deepen").split("+")[0]
+
+    @property
     def fuses(self) -> bool:
         """Whether its decodes need the ensemble's anchors and relative spaces (DeePEn over several members)."""
-        return self.kind in ("ensemble", "sweep", "scaling") and "deepen" in (self.algorithm or "") and \
+        return self.kind in ("ensemble", "sweep", "scaling") and (self.algorithm or "").endswith("deepen") and \
             self.options.get("eta", 1) > 0
+
+    @property
+    def selects(self) -> bool:
+        """Whether its decodes keep only the members within 10% of the best on dev (UniTE's selection)."""
+        return self.options.get("select", False)
 
 
 def method_spec(entry) -> tuple[str, str, str | tuple[float, ...]]:
@@ -79,9 +91,12 @@ def method_spec(entry) -> tuple[str, str, str | tuple[float, ...]]:
 
 
 def method_title(algorithm: str, weights) -> str:
-    """The Table 1 row title: "DeePEn-Avg", "DeePEn-Adapt", or the method's title with a custom name."""
+    """The Table 1 row title: "DeePEn-Avg", "DeePEn-Adapt" (the paper's names), "GaC", "GaC-Adapt", "SAFE+DeePEn-Avg"
+    (a peer with uniform weights, its default, carries no suffix)."""
     base = "+".join(TITLES.get(part, part) for part in algorithm.split("+"))
-    return f"{base}-{weights.capitalize()}" if isinstance(weights, str) else base
+    if algorithm.split("+")[-1] == "deepen" or weights == "adapt":
+        return f"{base}-{weights.capitalize()}"
+    return base
 
 
 class Experiment:
@@ -119,9 +134,20 @@ class Experiment:
                          algorithm="deepen"), tasks)
 
     def deepen_options(self, source: dict) -> dict:
-        """DeePEn's settings for an ensemble (or study) entry: its eta, steps, mode; the config's topk and mass."""
-        return {"eta": source["eta"], "steps": source["steps"], "mode": source["mode"], "topk": self.config["topk"],
-                "mass": self.config["mass"]}
+        """DeePEn's settings for an ensemble (or study) entry: its eta, steps, mode; the config's fast-mode settings."""
+        c = self.config
+        return {"eta": source["eta"], "steps": source["steps"], "mode": source["mode"], "topk": c["topk"],
+                "mass": c["mass"], "certify": c["certify"], "max_contenders": c["max_contenders"]}
+
+    def method_options(self, algorithm: str, ensemble: dict) -> dict:
+        """The library options of ``algorithm`` (``deepen.methods``) over a configured ensemble."""
+        composer, _, base = algorithm.rpartition("+")
+        options = self.deepen_options(ensemble) if base == "deepen" else {
+            "gac": {"gate": self.config["gac"]["gate"]},
+        "unite": {"k": self.config["unite"]["k"], "select": self.config["unite"]["select"]}}.get(base, {})
+        if composer == "safe":
+            options = options | {"base": base, "draft": self.config["safe"]["draft"]}
+        return options
 
     def _add_ensemble(self, ens: dict) -> None:
         name, members = ens["name"], tuple(ens["members"])
@@ -143,7 +169,7 @@ class Experiment:
             title = method_title(algorithm, weights) if not isinstance(entry, dict) else entry["name"]
             method = Method(f"{name}.{suffix}", "ensemble", members, row=f"{setting} {title}",
                             published_key=(setting, title), ensemble=name, algorithm=algorithm, weights=weights,
-                            options=self.deepen_options(ens))
+                            options=self.method_options(algorithm, ens))
             self.rows.append(method.row)
             self._add(method, tasks)
         if combined.get("deepen"):
@@ -214,6 +240,8 @@ class Experiment:
             inputs["relative"] = [paths.RELATIVE.format(ensemble=m.ensemble, model=x) for x in m.members]
         if m.weights == "adapt" and m.kind != "scaling":
             inputs["weights"] = paths.WEIGHTS.format(ensemble=m.ensemble, task=task)
+        if m.selects:
+            inputs["dev_scores"] = self.adapt_dev_scores(m.ensemble, task)
         return inputs
 
     def decode_settings(self, method: str, task: str) -> dict:
@@ -259,7 +287,7 @@ class Experiment:
     def summary_entries(self) -> list[dict]:
         """One entry per (method, task) of the summary, in row order (singles, then each ensemble's rows)."""
         entries = [dict(method=n, task=t, row=self.methods[n].row, kind=self.methods[n].kind,
-                        published_key=list(self.methods[n].published_key),
+                        family=self.methods[n].family, published_key=list(self.methods[n].published_key),
                         path=paths.SCORES.format(split="test", method=n, task=t))
                    for t in self.tasks for n in self.task_methods[t]]
         return sorted(entries, key=lambda e: self.rows.index(e["row"]))
@@ -292,7 +320,7 @@ class Experiment:
     def needed_splits(self) -> dict[str, list[str]]:
         """Task -> the data splits a full run reads: test (+ its demonstrations), and dev where DeePEn-Adapt or the
         scaling study's ranking needs it."""
-        dev = {t for n, m in self.methods.items() if m.weights == "adapt" and m.kind != "scaling"
+        dev = {t for n, m in self.methods.items() if (m.weights == "adapt" or m.selects) and m.kind != "scaling"
                for t in self.tasks if n in self.task_methods[t] or self._sweeps_task(n, t)}
         dev |= set((self.config.get("scaling") or {}).get("tasks") or [])
         return {t: ["test"] + (["dev"] if t in dev else []) + (["demos"] if get_task(t).n_shot else [])

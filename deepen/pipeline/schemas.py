@@ -25,16 +25,23 @@ SCORE_SCHEMA = pa.schema([
     ("n_tokens", pa.int64()),
     ("ensembled", pa.int64()),
 ])
+#: One (method, task) of the summary: score and 95% interval (percent), the paired difference to the best member alone
+#: (points, interval, McNemar p, whether the interval excludes 0), cost, and the published number.
 SUMMARY_SCHEMA = pa.schema([
-    ("method", pa.string()), ("row", pa.string()), ("kind", pa.string()), ("task", pa.string()), ("n", pa.int64()),
-    ("acc", pa.float64()), ("acc_free", pa.float64()), ("delta", pa.float64()), ("seconds", pa.float64()),
-    ("tokens", pa.float64()), ("published", pa.float64()), ("ours_minus_published", pa.float64()),
+    ("method", pa.string()), ("row", pa.string()), ("kind", pa.string()), ("family", pa.string()),
+    ("task", pa.string()), ("n", pa.int64()), ("acc", pa.float64()), ("acc_lo", pa.float64()),
+    ("acc_hi", pa.float64()), ("acc_free", pa.float64()), ("best_single", pa.string()), ("delta", pa.float64()),
+    ("delta_lo", pa.float64()), ("delta_hi", pa.float64()), ("delta_p", pa.float64()), ("significant", pa.bool_()),
+    ("seconds", pa.float64()), ("tokens", pa.float64()), ("ensembled", pa.float64()), ("published", pa.float64()),
+    ("ours_minus_published", pa.float64()),
 ])
 SCALING_SCHEMA = pa.schema([
     ("task", pa.string()), ("k", pa.int64()), ("members", pa.string()), ("added", pa.string()), ("n", pa.int64()),
-    ("acc", pa.float64()), ("seconds", pa.float64()), ("tokens", pa.float64()), ("dev_acc_added", pa.float64()),
+    ("acc", pa.float64()), ("acc_lo", pa.float64()), ("acc_hi", pa.float64()), ("seconds", pa.float64()),
+    ("tokens", pa.float64()), ("dev_acc_added", pa.float64()),
 ])
 SWEEP_SCHEMA = pa.schema([
     ("param", pa.string()), ("value", pa.float64()), ("task", pa.string()), ("method", pa.string()),
-    ("n", pa.int64()), ("acc", pa.float64()), ("seconds", pa.float64()), ("tokens", pa.float64()),
+    ("n", pa.int64()), ("acc", pa.float64()), ("acc_lo", pa.float64()), ("acc_hi", pa.float64()),
+    ("seconds", pa.float64()), ("tokens", pa.float64()),
 ])

@@ -121,6 +121,13 @@ def adapt_weights(accuracies: list[float]) -> list[float]:
     return [a / total for a in accuracies]
 
 
+def within_best(accuracies: list[float], margin: float = 0.1) -> list[int]:
+    """UniTE's member selection: the members whose dev score is within ``margin`` (relative) of the best member's,
+    in their order (always the best one). Example: [60, 56, 50] -> [0, 1] (56 >= 0.9 * 60 > 50)."""
+    best = max(accuracies)
+    return [i for i, a in enumerate(accuracies) if a >= (1 - margin) * best]
+
+
 def dev_accuracies(score_paths: list[str]) -> list[float]:
     """Each member's dev score in percent (0 where it has none)."""
     accs = [task_score(read_table(p)) for p in score_paths]

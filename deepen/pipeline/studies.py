@@ -23,7 +23,9 @@ import pyarrow as pa
 
 from deepen.errors import DeepenError
 from deepen.pipeline.io import read_json, read_table, write_json, write_table, write_text
-from deepen.pipeline.report import curves, task_title
+from deepen.eval.stats import score_interval
+from deepen.pipeline.plots import curves
+from deepen.pipeline.summary import task_title
 from deepen.pipeline.schemas import SCALING_SCHEMA, SWEEP_SCHEMA
 from deepen.pipeline.score import adapt_weights, dev_accuracies, task_score
 from deepen.progress import log
@@ -76,7 +78,10 @@ def ranked_members(ranking_path: str | os.PathLike, pool: list[str], k: int) -> 
 
 def _point(path: str) -> dict:
     table = read_table(path)
-    return {"n": table.num_rows, "acc": task_score(table), "seconds": _mean_of(table, "seconds"),
+    corpus = (table.schema.metadata or {}).get(b"score") is not None
+    interval = None if corpus else score_interval([c or 0.0 for c in table["correct"].to_pylist()])
+    return {"n": table.num_rows, "acc": task_score(table), "acc_lo": interval and interval.lo,
+            "acc_hi": interval and interval.hi, "seconds": _mean_of(table, "seconds"),
             "tokens": _mean_of(table, "n_tokens")}
 
 
@@ -99,10 +104,12 @@ def scaling_results(tasks: dict[str, dict], parquet_out: str, markdown_out: str,
     lines = ["# Scaling with the number of members", "",
              "Ensemble k = the first k members by dev accuracy (main model first); k = 1 is the best member alone. "
              "Score in percent; latency in seconds per question.", "",
-             "| Task | k | Members | Added (dev acc) | Score | Latency |", "|---|---:|---|---|---:|---:|"]
+             "| Task | k | Members | Added (dev acc) | Score [95% interval] | Latency |",
+             "|---|---:|---|---|---:|---:|"]
     for r in rows:
+        interval = "" if r["acc_lo"] is None else f" [{r['acc_lo']:.1f}, {r['acc_hi']:.1f}]"
         lines.append(f"| {task_title(r['task'])} | {r['k']} | {r['members']} | {r['added']} "
-                     f"({r['dev_acc_added']:.1f}) | {r['acc']:.2f} | {_fmt(r['seconds'])} |")
+                     f"({r['dev_acc_added']:.1f}) | {r['acc']:.1f}{interval} (n={r['n']}) | {_fmt(r['seconds'])} |")
     write_text("\n".join(lines) + "\n", markdown_out)
     curves(rows, "k", "members in the ensemble (k)", "Accuracy and latency vs number of members", png_out,
             annotate="added")

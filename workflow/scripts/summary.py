@@ -3,7 +3,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821  (Snakemake injects `snakemake`)
 
-from deepen.pipeline.report import write_summary
+from deepen.pipeline.summary import write_summary
 
 published = snakemake.input.published
 write_summary(snakemake.params.entries, snakemake.output.parquet, snakemake.output.markdown,
