@@ -153,20 +153,21 @@ def anchors_table(vocab_paths: list[str], names: list[str], out: str | os.PathLi
 
 
 def relative_table(model_dir: str | os.PathLike, meta_path: str | os.PathLike, anchors_path: str | os.PathLike,
-                   member_index: int, out: str | os.PathLike) -> int:
+                   member_index: int, out: str | os.PathLike, exact_tail: bool = False) -> int:
     """Member ``member_index``'s relative space against the ensemble's anchors: what fast mode needs.
 
     One row per anchor (its unit input embedding, its column of the tail clusters' mean rows and a slice of the
     token -> cluster map: ``RelativeSpace.to_table``); the member's fingerprint goes into the metadata and the decode
     stage refuses a cache whose fingerprint is not the loaded model's. Paper mode builds its dense matrices from this
-    in memory (they do not fit on disk for large vocabularies).
+    in memory (they do not fit on disk for large vocabularies). ``exact_tail``: every token's row once, for certified
+    fast mode (``RelativeSpace``: exact cluster means and their envelopes).
     """
     meta = read_json(meta_path)
     anchors = Anchors.from_table(read_table(anchors_path))
     member = load_member(str(model_dir), dtype="float32", device="cpu")
     verify_member(member, meta, str(meta_path), model_dir)
     log(f"relative space of {member.name}: {meta['vocab_size']:,} tokens against {len(anchors):,} anchors")
-    space = RelativeSpace.of_member(member, anchors.ids[member_index], meta["vocab_size"])
+    space = RelativeSpace.of_member(member, anchors.ids[member_index], meta["vocab_size"], exact_tail=exact_tail)
     table = with_metadata(space.to_table(progress=True), fingerprint=meta["fingerprint"],
                           member_index=str(member_index))
     write_table(table, out)
@@ -185,11 +186,11 @@ def scaling_anchors(ranking_path: str, vocab_paths: list[str], pool: list[str], 
 
 
 def scaling_relative(ranking_path: str, model_dirs: list[str], meta_paths: list[str], pool: list[str], k: int,
-                     rank: int, anchors_path: str, out: str) -> int:
+                     rank: int, anchors_path: str, out: str, exact_tail: bool = False) -> int:
     """Relative space of the member at position ``rank`` of the scaling ensemble of the first k ranked members."""
     pick, _ = ranked_members(ranking_path, pool, k)
     if not 0 <= rank < k:
         raise DeepenError(f"rank {rank} is not in 0..{k - 1}")
     i = pick[rank]
     log(f"scaling k={k}: member {rank} is {pool[i]}")
-    return relative_table(model_dirs[i], meta_paths[i], anchors_path, rank, out)
+    return relative_table(model_dirs[i], meta_paths[i], anchors_path, rank, out, exact_tail)

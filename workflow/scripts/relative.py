@@ -9,4 +9,5 @@ from deepen.pipeline.models import relative_table
 
 torch.set_num_threads(snakemake.threads)
 i = snakemake.input
-relative_table(i.model, i.meta, i.anchors, snakemake.params.member_index, snakemake.output[0])
+relative_table(i.model, i.meta, i.anchors, snakemake.params.member_index, snakemake.output[0],
+               snakemake.params.exact_tail)

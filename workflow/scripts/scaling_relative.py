@@ -10,4 +10,4 @@ from deepen.pipeline.models import scaling_relative
 torch.set_num_threads(snakemake.threads)
 i, w = snakemake.input, snakemake.wildcards
 scaling_relative(i.ranking, list(i.models), list(i.metas), snakemake.params.members, int(w.k), int(w.rank), i.anchors,
-                 snakemake.output[0])
+                 snakemake.output[0], snakemake.params.exact_tail)
