@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
 
-.PHONY: setup run demo test test-slurm
+.PHONY: setup run demo test test-fast test-slurm
 
 setup: $(VENV)/.deepen-installed
 
@@ -25,10 +25,16 @@ demo: setup
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
+# Every tier: tests/unit (fast), tests/integration (Snakemake runs), tests/real (the embedded models and the
+# benchmark), tests/slurm (the cluster test needs tools/slurm-cluster: `make test-slurm`), tests/cuda (needs a GPU).
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs tests
+
+# The edit-test loop: unit tests only (a few minutes on 2 cores).
+test-fast: setup
+	$(PY) -m pytest -q -rs tests/unit
 
 # The pipeline through profiles/slurm on a one-node SLURM cluster started on this machine (root, Debian/apt).
 test-slurm: setup
 	tools/slurm-cluster install
-	$(PY) -m pytest -q -m slurm tests/test_slurm.py
+	$(PY) -m pytest -q -m slurm tests/slurm

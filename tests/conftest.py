@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic members (fast, exact) and the two embedded real models (slow, marked `real`)."""
+"""Shared fixtures: tiny synthetic members (fast, exact), the pipeline's model stages on them, and the two embedded
+real models (slow, marked `real`). Helpers live in the package tests/helpers (on sys.path from here)."""
 
 import importlib.util
 import os
@@ -6,8 +7,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import synthetic  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,7 @@ def pair(pair_dirs):
 
 @pytest.fixture(scope="session")
 def seq2seq_dir(tmp_path_factory):
-    """A tiny NLLB look-alike: NllbTokenizer over a synthetic BPE + a random M2M100 (tests/synthetic.py)."""
+    """A tiny NLLB look-alike: NllbTokenizer over a synthetic BPE + a random M2M100 (tests/helpers/synthetic.py)."""
     return synthetic.build_seq2seq_member(tmp_path_factory.mktemp("seq2seq"), seed=2, name="nllb")
 
 
@@ -34,6 +35,16 @@ def seq2seq(seq2seq_dir):
     from deepen import load_member
 
     return load_member(seq2seq_dir, name="nllb")
+
+
+@pytest.fixture(scope="session")
+def stages(tmp_path_factory):
+    """The synthetic pair materialised through the pipeline's own stages: model dirs, metas, vocabularies, anchors,
+    relative caches, and a prompts file of short rows (tests/helpers/stages.py). Tests that damage files work on a
+    copy (``stages.copy_stages``)."""
+    from helpers.stages import build_stages
+
+    return build_stages(tmp_path_factory.mktemp("stages"))
 
 
 def _embedded_installed() -> bool:

@@ -1,4 +1,5 @@
-"""Tests of deepen.tasks: prompts against hand-written text, split sizes, data errors, Parquet."""
+"""Tests of deepen.eval.tasks, deepen.eval.task_data and deepen.eval.hub_records: prompts against hand-written text,
+split sizes, data errors, Parquet."""
 
 from __future__ import annotations
 
@@ -10,26 +11,13 @@ from pathlib import Path
 import pytest
 
 from deepen.errors import DeepenError
-from deepen.scores import last_number
-from deepen.tasks import (
-    TASKS,
-    arc_from_hub,
-    build_prompts,
-    get_task,
-    gsm8k_from_hub,
-    load_rows,
-    mc_gold,
-    mc_options,
-    mmlu_from_hub,
-    nq_from_hub,
-    piqa_from_hub,
-    prompts_table,
-    read_prompts,
-    triviaqa_from_hub,
-    write_prompts,
-)
+from deepen.eval import hub_records
+from deepen.eval.metrics import last_number
+from deepen.eval.task_data import build_prompts, load_rows, prompts_table, read_prompts, write_prompts
+from deepen.eval.tasks import TASKS, get_task
+from deepen.eval.templates import mc_gold, mc_options
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "deepen_splits"  # shipped with the repository
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "deepen_splits"  # shipped with the repository
 
 _cache: dict[tuple[str, str], list[dict]] = {}
 
@@ -170,27 +158,27 @@ def test_arc_from_hub_relabels_numeric_and_five_options():
         "choices": {"text": ["w", "x", "y", "z"], "label": ["1", "2", "3", "4"]},
         "answerKey": "3",
     }
-    assert arc_from_hub(numeric) == {"question": "q", "A": "w", "B": "x", "C": "y", "D": "z", "answer": "C"}
+    assert hub_records.arc(numeric) == {"question": "q", "A": "w", "B": "x", "C": "y", "D": "z", "answer": "C"}
     five = {"question": "q", "choices": {"text": list("vwxyz"), "label": list("ABCDE")}, "answerKey": "E"}
-    row = arc_from_hub(five)
+    row = hub_records.arc(five)
     assert row["E"] == "z" and mc_gold(row) == ["E"]
 
 
 def test_other_hub_mappers():
-    mmlu = mmlu_from_hub({"question": "q", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 3})
+    mmlu = hub_records.mmlu({"question": "q", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 3})
     assert mmlu == {"question": "q", "subject": "anatomy", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "D"}
-    assert piqa_from_hub({"goal": "g", "sol1": "s1", "sol2": "s2", "label": 1}) == {
+    assert hub_records.piqa({"goal": "g", "sol1": "s1", "sol2": "s2", "label": 1}) == {
         "question": "g",
         "A": "s1",
         "B": "s2",
         "answer": "B",
     }
-    gsm = gsm8k_from_hub({"question": "q", "answer": "He pays 2*3=<<2*3=6>>6 dollars.\n#### 1,006"})
+    gsm = hub_records.gsm8k({"question": "q", "answer": "He pays 2*3=<<2*3=6>>6 dollars.\n#### 1,006"})
     assert gsm["answer"] == "He pays 2*3=6 dollars.\nThe answer is 1,006"
     assert last_number(gsm["answer"]) == "1006"
-    tqa = triviaqa_from_hub({"question": "q", "answer": {"value": "Paris", "aliases": ["Paris", "Paree"]}})
+    tqa = hub_records.triviaqa({"question": "q", "answer": {"value": "Paris", "aliases": ["Paris", "Paree"]}})
     assert tqa["answer"] == ["Paris", "Paree"]
-    assert nq_from_hub({"question": "q", "answer": ["x", "y"]}) == {"question": "q", "answer": ["x", "y"]}
+    assert hub_records.nq({"question": "q", "answer": ["x", "y"]}) == {"question": "q", "answer": ["x", "y"]}
 
 
 def test_piqa_prompt():

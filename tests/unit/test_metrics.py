@@ -1,19 +1,27 @@
-"""Tests of deepen.scores on hand-checked examples."""
+"""Tests of deepen.eval.metrics on hand-checked examples."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from deepen.scores import (
-    accuracy,
+from deepen.eval.metrics import (
     choice_correct,
     exact_match,
     extract_choice,
     gsm8k_correct,
     last_number,
+    mean_percent,
     normalize_answer,
-    score_row,
 )
+from deepen.eval.tasks import get_task
+from deepen.pipeline.score import score_predictions
+
+
+def score_row(task: str, text: str, answers: list[str], choices=()) -> float:
+    """One row scored with the metric of ``task`` (the free output: a multiple-choice row reads its letter)."""
+    return get_task(task).metric.row(text, answers, list(choices))
 
 
 @pytest.mark.parametrize(
@@ -88,7 +96,10 @@ def test_choices():
 
 def test_score_row_dispatch():
     assert score_row("mmlu", " D", ["D"]) == 1.0
-    assert score_row("mmlu", " D", ["C"], choice="C") == 1.0  # a restricted decoder's pick wins
+    # a restricted decoder's pick wins: the paper's score of a multiple-choice row is the option it chose
+    row = score_predictions("mmlu", [{"id": "q", "answers": ["C"], "choices": list("ABCD")}],
+                            [{"id": "q", "text": " D", "choice": "C", "token_ids": [1]}]).to_pylist()[0]
+    assert row["correct"] == 1.0 and row["correct_free"] == 0.0
     assert score_row("piqa", " C", ["A"], choices=["A", "B"]) == 0.0
     assert score_row("arc_c", "B", ["B"]) == 1.0
     assert score_row("gsm8k", "3 + 4 = 7\nThe answer is 7", ["7"]) == 1.0
@@ -99,8 +110,7 @@ def test_score_row_dispatch():
         score_row("squad", "x", ["x"])
 
 
-def test_accuracy():
-    assert accuracy([1.0, 0.0, 1.0, 1.0]) == 75.0
-    assert accuracy(x for x in [1.0]) == 100.0
-    with pytest.raises(ValueError):
-        accuracy([])
+def test_mean_percent():
+    assert mean_percent([1.0, 0.0, 1.0, 1.0]) == 75.0
+    assert mean_percent(x for x in [1.0]) == 100.0
+    assert math.isnan(mean_percent([]))  # no rows, no score (not 0)

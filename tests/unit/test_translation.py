@@ -1,22 +1,33 @@
 """Translation with an encoder-decoder specialist: the FLORES tasks (local files and the hub mapping), BLEU scores
-(corpus BLEU as the task score), the pipeline stages and the CLI with a synthetic NLLB member, and the dry run of
-config/paper_translation.yaml."""
+(corpus BLEU as the task score), the pipeline stages and the CLI with a synthetic NLLB member. (The dry run of
+config/paper_translation.yaml is in tests/integration/test_dry_runs.py.)"""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from deepen import pipeline
-from deepen.scores import corpus_bleu, score_row, sentence_bleu
-from deepen.tasks import TaskError, build_prompts, flores_from_hub, get_task, load_rows, write_prompts
+from deepen.errors import TaskError
+from deepen.eval.hub_records import flores as flores_from_hub
+from deepen.eval.metrics import BLEU, corpus_bleu, sentence_bleu
+from deepen.eval.task_data import build_prompts, load_rows, write_prompts
+from deepen.eval.tasks import get_task
+from deepen.pipeline.decode import decode_shard, load_ensemble
+from deepen.pipeline.io import read_table, write_table
+from deepen.pipeline.models import anchors_table, materialise, relative_table, vocabulary_table
+from deepen.pipeline.prompts import prompts_file
+from deepen.pipeline.report import summarise, summary_markdown
+from deepen.pipeline.schemas import PREDICTION_SCHEMA
+from deepen.pipeline.score import dev_weights, gather, score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pipeline import _job_stats, _planned_jobs, _snakemake, _workdir  # noqa: E402
+MADE_FROM = {"settings": {"test": True}}  # a shard's provenance (the score stage that checks it is not run here)
+
+
+def score_row(task: str, text: str, answers: list[str]) -> float:
+    return get_task(task).metric.row(text, answers, [])
 
 PAIRS = [
     ("The cat sat on the mat.", "Die Katze saß auf der Matte."),
@@ -59,7 +70,7 @@ def test_translation_prompt_rows_from_local_files(data_dir):
     assert first["stop"] == ["\n"] and first["max_new_tokens"] == 256 and first["choices"] == []
     assert build_prompts("flores_en_de", "dev", data_dir=data_dir)[0]["id"] == "flores_en_de/dev/00000"
     task = get_task("flores_ro_en")
-    assert task.metric == "bleu" and task.hub_configs == ("ron_Latn", "eng_Latn")
+    assert task.metric is BLEU and task.hub_configs == ("ron_Latn", "eng_Latn")
     assert task.template({"source": "Bună ziua."}) == "Romanian: Bună ziua.\nEnglish:"
 
 
@@ -115,24 +126,23 @@ def test_score_stores_corpus_bleu_and_summary_and_weights_use_it(tmp_path, data_
     write_prompts(rows, tmp_path / "prompts.parquet")
     texts = [" Mein Freund geht langsam.", "Das Haus", "", " Die Katze saß auf der Matte.\nEnglish: x"]
     preds = pa.Table.from_pylist([{"id": r["id"], "text": t, "token_ids": [1], "choice": None, "stop_reason": "stop"}
-                                  for r, t in zip(rows, texts)], schema=pipeline.PREDICTION_SCHEMA)
-    pipeline.write_table(preds, tmp_path / "pred.parquet")
-    got = pipeline.score("flores_en_de", tmp_path / "prompts.parquet", tmp_path / "pred.parquet", None,
-                         tmp_path / "scores.parquet")
+                                  for r, t in zip(rows, texts)], schema=PREDICTION_SCHEMA)
+    write_table(preds, tmp_path / "pred.parquet")
+    got = score("flores_en_de", tmp_path / "prompts.parquet", tmp_path / "pred.parquet", None,
+                tmp_path / "scores.parquet")
     expected, _ = corpus_bleu(texts, [r["answers"] for r in rows])
-    table = pipeline.read_table(tmp_path / "scores.parquet")
+    table = read_table(tmp_path / "scores.parquet")
     per_row = [sentence_bleu(t, r["answers"]) / 100 for t, r in zip(texts, rows)]
     assert got == pytest.approx(expected) and table["correct"].to_pylist() == pytest.approx(per_row)
     assert table.schema.metadata[b"metric"] == b"bleu" and b"tok:13a" in table.schema.metadata[b"signature"]
     mean = 100 * sum(per_row) / len(per_row)
     assert abs(mean - expected) > 1  # the corpus score is not the mean of the rows ...
-    summary = pipeline.summarise([{"method": "m", "row": "M", "kind": "single", "task": "flores_en_de",
-                                   "path": str(tmp_path / "scores.parquet")}]).to_pylist()[0]
+    summary = summarise([{"method": "m", "row": "M", "kind": "single", "task": "flores_en_de",
+                          "path": str(tmp_path / "scores.parquet")}]).to_pylist()[0]
     assert summary["acc"] == pytest.approx(expected) and summary["acc_free"] == pytest.approx(expected)  # ... it wins
-    assert "En→De" in pipeline.summary_markdown(pipeline.summarise([{"method": "m", "row": "M", "kind": "single",
-                                                                     "task": "flores_en_de",
-                                                                     "scores": table}]))
-    pipeline.dev_weights([str(tmp_path / "scores.parquet")] * 2, ["a", "b"], tmp_path / "w.json")
+    assert "En→De" in summary_markdown(summarise([{"method": "m", "row": "M", "kind": "single",
+                                                   "task": "flores_en_de", "scores": table}]))
+    dev_weights([str(tmp_path / "scores.parquet")] * 2, ["a", "b"], tmp_path / "w.json")
     assert json.loads((tmp_path / "w.json").read_text())["dev_accuracy"] == pytest.approx([expected, expected])
 
 
@@ -145,32 +155,32 @@ def test_pipeline_stages_with_an_encoder_decoder_member(tmp_path, pair_dirs, seq
     for name, source in zip(names, [pair_dirs[0], seq2seq_dir]):
         dirs.append(str(res / "models" / name))
         metas.append(str(res / "models" / f"{name}.json"))
-        pipeline.materialise(source, dirs[-1], metas[-1], dtype="float32")
+        materialise(source, dirs[-1], metas[-1], dtype="float32")
         vocabs.append(str(res / "vocabularies" / f"{name}.parquet"))
-        pipeline.vocabulary_table(dirs[-1], metas[-1], vocabs[-1])
+        vocabulary_table(dirs[-1], metas[-1], vocabs[-1])
     assert json.loads(Path(dirs[1], "config.json").read_text())["is_encoder_decoder"]
     anchors = str(res / "anchors" / "e.parquet")
-    assert pipeline.anchors_table(vocabs, names, anchors, min_anchors=50) > 200
+    assert anchors_table(vocabs, names, anchors, min_anchors=50) > 200
     relative = [str(res / "relative" / f"{n}.parquet") for n in names]
     for i, (d, m, r) in enumerate(zip(dirs, metas, relative)):
-        pipeline.relative_table(d, m, anchors, i, r)
+        relative_table(d, m, anchors, i, r)
     prompts = tmp_path / "prompts.parquet"
-    pipeline.prompts_file("flores_en_de", "test", prompts, data_dir=str(data_dir), max_new_tokens=6)
-    ens = pipeline.load_ensemble(dirs, metas, names, eta=0.5, anchors_path=anchors, relative_paths=relative,
-                                 dtype="float32", device="cpu")
-    assert ens.members[1].seq2seq and ens.fuses
+    prompts_file("flores_en_de", "test", prompts, data_dir=str(data_dir), max_new_tokens=6)
+    ens = load_ensemble(dirs, metas, names, method="deepen", options={"eta": 0.5}, anchors_path=anchors,
+                        relative_paths=relative, dtype="float32")
+    assert ens.members[1].seq2seq and ens.method.fuses
     out = tmp_path / "shard.parquet"
-    assert pipeline.decode_shard(ens, prompts, 0, 1, out, batch_size=2) == 4
-    pred = pipeline.read_table(out).to_pylist()
+    assert decode_shard(ens, prompts, 0, 1, out, batch_size=2, made_from=MADE_FROM) == 4
+    pred = read_table(out).to_pylist()
     assert all(p["stop_reason"] in ("stop", "length", "eos") and p["token_ids"] for p in pred)
-    pipeline.gather([str(out)], tmp_path / "pred.parquet", tmp_path / "timings.parquet")
-    bleu = pipeline.score("flores_en_de", prompts, tmp_path / "pred.parquet", tmp_path / "timings.parquet",
-                          tmp_path / "scores.parquet")
-    assert bleu >= 0 and pipeline.read_table(tmp_path / "scores.parquet").schema.metadata[b"metric"] == b"bleu"
+    gather([str(out)], tmp_path / "pred.parquet", tmp_path / "timings.parquet")
+    bleu = score("flores_en_de", prompts, tmp_path / "pred.parquet", tmp_path / "timings.parquet",
+                 tmp_path / "scores.parquet")
+    assert bleu >= 0 and read_table(tmp_path / "scores.parquet").schema.metadata[b"metric"] == b"bleu"
     # the translator alone, as the main model, reads the source sentences
-    alone = pipeline.load_ensemble(dirs[1:], metas[1:], names[1:], dtype="float32", device="cpu")
-    pipeline.decode_shard(alone, prompts, 0, 1, tmp_path / "alone.parquet", batch_size=4)
-    texts = [p["text"] for p in pipeline.read_table(tmp_path / "alone.parquet").to_pylist()]
+    alone = load_ensemble(dirs[1:], metas[1:], names[1:], dtype="float32")
+    decode_shard(alone, prompts, 0, 1, tmp_path / "alone.parquet", batch_size=4, made_from=MADE_FROM)
+    texts = [p["text"] for p in read_table(tmp_path / "alone.parquet").to_pylist()]
     rows = build_prompts("flores_en_de", "test", data_dir=data_dir)
     direct = alone.generate([r["source"] for r in rows], max_new_tokens=6, stop=["\n"], src_lang="en",
                             tgt_lang="de")
@@ -188,26 +198,3 @@ def test_cli_generate_with_an_encoder_decoder_member(pair_dirs, seq2seq_dir, cap
     assert [len(r["token_ids"]) for r in records] == [5, 5] and records[0]["members"][1] == "nllb"
     assert main(args[:-1] + ["--source", "x"]) == 2
     assert "--source: give one per --prompt" in capsys.readouterr().err
-
-
-# -- the paper-style config -------------------------------------------------------------------------------------------
-
-
-def test_dry_run_translation_config_lists_every_job(tmp_path):
-    work = _workdir(tmp_path)
-    proc = _snakemake(work, "-n", "--cores", "1", "--configfile", "config/paper_translation.yaml")
-    stats = _job_stats(proc.stdout)
-    # 4 directions x (2 singles + 2 orders x Avg/Adapt) at 2 shards each, + dev decodes of the 2 singles
-    assert stats["materialise"] == 2 and stats["anchors"] == 2 and stats["relative"] == 4
-    assert stats["prompts"] == 8 and stats["decode"] == 4 * 6 * 2 + 4 * 2 and stats["score"] == 4 * 6 + 4 * 2
-    assert stats["adapt_weights"] == 8 and stats["summary"] == 1
-    assert not {"combine", "scaling", "sweep"} & set(stats)  # nothing of the embedded default's studies leaks in
-    outs = " ".join(o for _, o in _planned_jobs(proc.stdout))
-    for method in ("nllb", "llama2", "mt-nllb-main.avg", "mt-nllb-main.adapt", "mt-llama2-main.avg",
-                   "mt-llama2-main.adapt"):
-        for task in ("flores_en_de", "flores_de_en", "flores_en_ro", "flores_ro_en"):
-            assert f"results/scores/test/{method}/{task}.parquet" in outs, (method, task)
-    assert "results/decode/test/mt-nllb-main.adapt/flores_ro_en/1-of-2.parquet" in outs
-    assert "resources/models/nllb" in outs and "smollm2" not in outs and "mmlu" not in outs
-    assert "gpu=1" in proc.stdout
-    assert not (work / "resources").exists()  # nothing touched at DAG time

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-import synthetic
 
 from deepen import DeepenError, find_anchors, normalise_vocabulary
 from deepen.anchors import Anchors
 from deepen.vocabulary import Vocabulary, byte_level_alphabet, piece_bytes
+from helpers import synthetic
 
 
 def test_byte_level_alphabet_is_gpt2s():

@@ -1,8 +1,9 @@
 """The pipeline on a real one-node SLURM cluster through profiles/slurm (marked `slurm`).
 
 tools/slurm-cluster installs (Debian packages) and starts munged, slurmctld and slurmd on this machine, with one fake
-GPU. A reduced slice of the embedded default on the synthetic pair of tests/synthetic.py (one task in two shards,
-both members alone and their DeePEn-Avg ensemble, config `gpu: 1`) then runs twice: `snakemake --profile
+GPU. A reduced slice of the embedded default on the synthetic pair of tests/helpers/synthetic.py (one task in two
+shards, both members alone and their DeePEn-Avg ensemble, decode jobs given `--set-resources decode:gpu=1`) then runs
+twice: `snakemake --profile
 profiles/slurm` and a plain local `snakemake --cores 2` in another directory. The decode shards must have run as
 SLURM jobs that were given the GPU, the light rules inside Snakemake, and the predictions must be byte-identical to
 the local run's. The cluster is stopped afterwards (by the PIDs in its pid files) unless it was already running.
@@ -26,25 +27,23 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tools" / "slurm-cluster"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 DATA_DIR = ROOT / "data" / "deepen_splits"  # shipped with the repository
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import synthetic  # noqa: E402
-
-
+from helpers import synthetic
 
 def test_paper_config_through_slurm_profile_dry_run(tmp_path):
-    """config/paper.yaml through profiles/slurm unchanged (dry run, no cluster needed): one decode job per (method,
-    task, shard), each asking for its GPU and its members' memory; preparation jobs ask for memory and CPUs. (That the
-    light rules are not submitted is checked on the real cluster below: a dry run does not mark local rules.)"""
+    """config/paper.yaml through the GPU profile for SLURM unchanged (dry run, no cluster needed): one decode job per
+    (method, task, shard), each asking for its GPU and its members' memory; preparation jobs ask for memory and CPUs.
+    (That the light rules are not submitted is checked on the real cluster below: a dry run does not mark local
+    rules.) A decode job's GPU is not configuration: config/paper.yaml runs with `--profile profiles/slurm-gpu`."""
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     work = _workdir(tmp_path / "w", yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     # A dry run caps threads at --cores (default 1 for -n); a real cluster run has no such cap.
-    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "64", "--profile", "profiles/slurm", "--configfile",
+    proc = subprocess.run([SNAKEMAKE, "-n", "--cores", "64", "--profile", "profiles/slurm-gpu", "--configfile",
                            "config/paper.yaml"], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = {}
@@ -55,9 +54,9 @@ def test_paper_config_through_slurm_profile_dry_run(tmp_path):
             res = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
             threads = re.search(r"threads: (\d+)", block)
             jobs[out.group(1).rstrip(",")] = (m.group(2), bool(m.group(1)), res, int(threads.group(1)) if threads else 1)
-    rule, local, res, _ = jobs["results/decode/test/mmlu-top4.adapt/mmlu/7-of-8.parquet"]
+    rule, local, res, _ = jobs["results/decode/test/mmlu-top4.deepen.adapt/mmlu/7-of-8.parquet"]
     assert rule == "decode" and not local
-    assert res["gpu"] == str(config["gpu"])
+    assert res["gpu"] == "1"  # a GPU per decode job
     members = ["yi", "mistral", "skywork", "internlm"]
     assert int(res["mem_mb"]) == sum(config["models"][m]["mem_mb"] for m in members)
     n_decode = sum(r == "decode" for r, *_ in jobs.values())
@@ -164,11 +163,9 @@ def test_pipeline_through_slurm_profile_matches_local_run(slurm_cluster, tmp_pat
         "title": "synthetic on SLURM",
         "data_dir": str(data_dir),
         "min_anchors": 50,
-        "gpu": 1,  # every decode job asks SLURM for a (fake) GPU
-        "prep_threads": 1,
         "models": {"bl": {"source": a, "mem_mb": 500}, "sp": {"source": b, "mem_mb": 500}},
         "tasks": {"triviaqa": {"limit": 4, "batch_size": 2, "shards": 2, "max_new_tokens": 6}},
-        "ensembles": [{"name": "bl+sp", "members": ["bl", "sp"], "eta": 0.15, "steps": 5, "variants": ["avg"]}],
+        "ensembles": [{"name": "bl+sp", "members": ["bl", "sp"], "eta": 0.15, "steps": 5, "methods": ["deepen.avg"]}],
     }
     local = _workdir(tmp_path / "local", config)
     cluster = _workdir(tmp_path / "slurm", config)
@@ -179,6 +176,8 @@ def test_pipeline_through_slurm_profile_matches_local_run(slurm_cluster, tmp_pat
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out = _run(cluster, ["--profile", "profiles/slurm", "--retries", "0",
+                             # every decode job asks SLURM for a (fake) GPU; preparation jobs for one CPU
+                             "--set-resources", "decode:gpu=1", "--set-threads", "materialise=1", "relative=1",
                              # no slurmdbd here, hence no sacct; and poll every few seconds, not after 40 s
                              "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"],
                    timeout=480)
@@ -193,7 +192,7 @@ def test_pipeline_through_slurm_profile_matches_local_run(slurm_cluster, tmp_pat
     # Every non-local job went through sbatch; the light rules ran inside Snakemake.
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     decode_outputs = sorted(p.relative_to(cluster).as_posix() for p in (cluster / "results/decode").rglob("*.parquet"))
-    assert len(decode_outputs) == 3 * 2, decode_outputs  # bl, sp, bl+sp.avg x 2 shards
+    assert len(decode_outputs) == 3 * 2, decode_outputs  # bl, sp, bl+sp.deepen.avg x 2 shards
     assert len(submitted) == 2 + 2 + 1 + 2 + 1 + 6, out[-6000:]  # materialise vocabulary anchors relative prompts decode
     slurm_logs = cluster / "logs" / "slurm"
     assert {p.name for p in slurm_logs.iterdir()} == {f"rule_{r}" for r in ("materialise", "vocabulary", "anchors",

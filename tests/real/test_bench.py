@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.real
+
 
 def test_bench_smoke(pair_dirs, tmp_path):
     out = tmp_path / "bench.json"
@@ -19,8 +23,6 @@ def test_bench_smoke(pair_dirs, tmp_path):
     assert data["P2"]["same_tokens"] is True
     assert 0.0 <= data["P6"]["share"] <= 1.0
     assert (tmp_path / "bench.md").read_text().startswith("| figure |")
-    assert data["P1"]["ratio_floor_rows"] >= 1.0 and data["P1"]["fused_steps"] >= 1
-    assert data["P2"]["speedup_without_fusion"] > 0
 
 
 def test_random_weight_members_keep_architecture_and_tokenizer(pair_dirs, tmp_path):

@@ -7,13 +7,13 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel, T5Config
 from transformers import T5ForConditionalGeneration
 
-import synthetic
 from deepen import DeepenError, Ensemble
 from deepen.anchors import find_anchors
-from deepen.ensemble import _join
+from deepen.decoding import _join
 from deepen.members import context_error
 from deepen.sync import EncoderDecoderRunner
 from deepen.vocabulary import normalise_vocabulary
+from helpers import synthetic
 
 PROMPTS = [
     "Translate the following sentences from English to German.\nEnglish: The cat sat on the mat.\nGerman:",

@@ -1,18 +1,16 @@
-"""Tests for the synthetic tiny-model helpers in tests/synthetic.py."""
+"""Tests for the synthetic tiny-model helpers in tests/helpers/synthetic.py."""
 
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import synthetic as S  # noqa: E402
+from helpers import synthetic as S
 
 ROUND_TRIP_TEXTS = [
     "Hello, world! The cat sat on the mat.",
@@ -250,19 +248,17 @@ def test_build_member_and_chat_template(tmp_path):
         S.make_tokenizer("nope")
 
 
-def test_build_pair_fast(tmp_path):
+def test_build_pair_from_cold_caches(tmp_path):
     S._bytelevel_json.cache_clear()
     S._sentencepiece_json.cache_clear()
     S._corpus.cache_clear()
-    t0 = time.perf_counter()
     S.build_pair(tmp_path)
-    assert time.perf_counter() - t0 < 3.0
 
 
 _HASH_SNIPPET = r"""
 import hashlib, json, sys, tempfile
 sys.path.insert(0, sys.argv[1])
-import synthetic as S
+from helpers import synthetic as S
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 d = tempfile.mkdtemp()
@@ -280,9 +276,9 @@ print("RESULT" + json.dumps(res))
 
 def _start_hash_subprocess(hashseed):
     env = dict(os.environ, PYTHONHASHSEED=str(hashseed))
-    here = os.path.dirname(os.path.abspath(__file__))
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return subprocess.Popen(
-        [sys.executable, "-c", _HASH_SNIPPET, here],
+        [sys.executable, "-c", _HASH_SNIPPET, tests],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -4,7 +4,7 @@ there that the checksum file does not list."""
 import hashlib
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "deepen_splits"
+DATA = Path(__file__).resolve().parents[2] / "data" / "deepen_splits"
 
 
 def test_every_data_file_matches_its_checksum():

@@ -101,9 +101,8 @@ def test_anchors_covering_most_of_the_vocabulary_use_the_embeddings_in_place():
 
 def _tied_member(vocab_size=600, hidden=24, seed=5):
     """A tiny Llama whose output layer is its input embedding matrix (Gemma-3, SmolLM2 are tied too)."""
-    from synthetic import make_tokenizer
-
     from deepen.members import Member
+    from helpers.synthetic import make_tokenizer
 
     tok = make_tokenizer("bytelevel", vocab_size)
     torch.manual_seed(seed)
@@ -120,7 +119,9 @@ def test_anchors_first_reorders_the_embedding_rows_and_the_model_computes_exactl
     """Gemma-3's case (|A| << |V|): the anchors' rows move to the front of the tied embedding matrix in place, the
     space reads them there (no copy), and the model's logits, greedy tokens, fingerprint and saved checkpoint are
     bit for bit what they were."""
-    from deepen.members import fingerprint, load_member, put_anchors_first, vocabulary_order
+    from deepen.fingerprint import fingerprint
+    from deepen.members import load_member
+    from deepen.row_order import put_anchors_first, vocabulary_order
 
     member = _tied_member()
     model = member.model
@@ -171,7 +172,7 @@ def test_anchors_first_reorders_the_embedding_rows_and_the_model_computes_exactl
 
 def test_anchors_first_is_refused_where_it_cannot_be_exact():
     """No reordering for a narrower dtype, an embedding matrix shared with other layers, or rows already in use."""
-    from deepen.members import put_anchors_first, vocabulary_order
+    from deepen.row_order import put_anchors_first, vocabulary_order
 
     anchors = torch.arange(0, 600, 7)
     member = _tied_member()

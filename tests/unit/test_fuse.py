@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from deepen import DeepenError, FusionConfig
-from deepen.fuse import Fuser, learning_rates, reachable_gap, search
+from deepen.fuse import Fuser
+from deepen.search import learning_rates, reachable_gap, search
 from deepen.relative import RelativeSpace
 
 
@@ -121,7 +122,8 @@ def test_fast_mode_with_everything_kept_is_paper_mode():
     logits = [torch.randn(6, s.vocab_size, generator=g) * 3 for s in spaces]
     probs = [torch.softmax(lg, -1) for lg in logits]
     paper = Fuser(spaces, FusionConfig(eta=0.5, mode="paper")).fuse_paper(logits[0], probs)
-    ids, fast = Fuser(spaces, FusionConfig(eta=0.5, mode="fast", topk=10_000, mass=1.0)).fuse_fast(logits[0], probs)
+    everything = Fuser(spaces, FusionConfig(eta=0.5, mode="fast", topk=10_000, mass=1.0))
+    ids, fast, *_ = everything.fuse_fast(logits[0], probs)
     assert torch.equal(ids, torch.arange(spaces[0].vocab_size))
     assert torch.allclose(fast, paper, atol=1e-5)
 
@@ -136,25 +138,26 @@ def test_one_token_per_tail_cluster_makes_the_tail_exact():
     logits = [torch.randn(5, s.vocab_size, generator=g) * 2 for s in spaces]  # flat: most mass is in the tail
     probs = [torch.softmax(lg, -1) for lg in logits]
     paper = Fuser(spaces, FusionConfig(eta=0.1, mode="paper")).fuse_paper(logits[0], probs)
-    ids, fast = Fuser(spaces, FusionConfig(eta=0.1, topk=2, mass=0.5)).fuse_fast(logits[0], probs)
+    ids, fast, *_ = Fuser(spaces, FusionConfig(eta=0.1, topk=2, mass=0.5)).fuse_fast(logits[0], probs)
     kept = fast > float("-inf")
     assert kept.sum(-1).max() <= 10  # the tail is really used
     assert torch.allclose(fast[kept], paper[:, ids][kept], atol=1e-5)
     assert torch.equal(ids[fast.argmax(-1)], paper.argmax(-1))
 
 
-def test_a_flat_main_distribution_keeps_at_most_four_topk_contenders():
-    """Near-uniform logits put every token within reach of the search; fast mode keeps the 4 * topk best."""
+def test_a_flat_main_distribution_keeps_at_most_max_contenders():
+    """Near-uniform logits put every token within reach of the search; fast mode keeps the ``max_contenders`` best
+    (here 32)."""
     g = torch.Generator().manual_seed(11)
     spaces = [RelativeSpace(torch.randn(v, d, generator=g), torch.arange(60), n_clusters=16) for v, d in
               ((3000, 16), (2500, 12))]
     logits = [1e-3 * torch.randn(3, s.vocab_size, generator=g) for s in spaces]
     probs = [torch.softmax(lg, -1) for lg in logits]
-    fuser = Fuser(spaces, FusionConfig(eta=0.5, topk=8))
+    fuser = Fuser(spaces, FusionConfig(eta=0.5, topk=8, max_contenders=32))
     assert (logits[0] >= logits[0].max(-1, keepdim=True).values - fuser.gap).sum(-1).min() == 3000
-    ids, fused = fuser.fuse_fast(logits[0], probs)
+    ids, fused, *_ = fuser.fuse_fast(logits[0], probs)
     kept = fused > float("-inf")
-    assert kept.sum(-1).max() <= 4 * 8
+    assert kept.sum(-1).max() <= 32
     best = logits[0].topk(32, dim=-1).indices
     assert all(i in best[r] for r, i in enumerate(ids[fused.argmax(-1)].tolist()))
 

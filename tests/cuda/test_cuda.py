@@ -1,6 +1,6 @@
 """The CUDA path, on tiny synthetic members: the same numbers as on the CPU (fp32), and bf16 runs end to end.
 
-Skipped where no GPU is visible (CI has none); run with ``pytest tests/test_cuda.py`` on a GPU machine.
+Skipped where no GPU is visible (CI has none); run with ``pytest tests/cuda`` on a GPU machine.
 """
 
 import pytest
@@ -25,19 +25,19 @@ def both(pair_dirs):
 def test_relative_spaces_and_fused_distributions_match_the_cpu(both):
     cpu, gpu = both
     e_cpu = Ensemble(cpu, min_anchors=50, progress=False)
-    e_gpu = Ensemble(gpu, min_anchors=50, anchors=e_cpu.anchors, progress=False)
-    for s_cpu, s_gpu in zip(e_cpu.spaces, e_gpu.spaces):
+    e_gpu = Ensemble(gpu, min_anchors=50, anchors=e_cpu.method.anchors, progress=False)
+    for s_cpu, s_gpu in zip(e_cpu.method.spaces, e_gpu.method.spaces):
         assert s_gpu.device.type == "cuda"
         ids = torch.arange(min(s_cpu.vocab_size, 300))
         torch.testing.assert_close(s_gpu.rows(ids).cpu(), s_cpu.rows(ids), rtol=1e-4, atol=1e-5)
     torch.manual_seed(0)
-    logits = [3 * torch.randn(4, s.vocab_size) for s in e_cpu.spaces]
+    logits = [3 * torch.randn(4, s.vocab_size) for s in e_cpu.method.spaces]
     probs = [torch.softmax(z, -1) for z in logits]
     cfg = dict(eta=0.5, steps=5)
-    paper = [Fuser(e.spaces, FusionConfig(**cfg, mode="paper")) for e in (e_cpu, e_gpu)]
+    paper = [Fuser(e.method.spaces, FusionConfig(**cfg, mode="paper")) for e in (e_cpu, e_gpu)]
     torch.testing.assert_close(paper[1].fuse_paper(logits[0].cuda(), [p.cuda() for p in probs]).cpu(),
                                paper[0].fuse_paper(logits[0], probs), rtol=1e-4, atol=1e-4)
-    fast = [Fuser(e.spaces, FusionConfig(**cfg, mode="fast")) for e in (e_cpu, e_gpu)]
+    fast = [Fuser(e.method.spaces, FusionConfig(**cfg, mode="fast")) for e in (e_cpu, e_gpu)]
     ids_cpu, z_cpu = fast[0].fuse_fast(logits[0], probs)
     ids_gpu, z_gpu = fast[1].fuse_fast(logits[0].cuda(), [p.cuda() for p in probs])
     assert ids_gpu.cpu().tolist() == ids_cpu.tolist()

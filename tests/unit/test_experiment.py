@@ -1,0 +1,82 @@
+"""The experiment model (deepen.pipeline.experiment): which methods a config runs, what their decodes need, what the
+summary shows; checked on the shipped configs without Snakemake."""
+
+import copy
+
+import pytest
+import yaml
+
+from deepen.pipeline import paths
+from deepen.pipeline.config import check_config
+from deepen.pipeline.experiment import method_spec, method_title
+from helpers.configs import default_config, validated
+from helpers.pipeline import ROOT
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    return check_config(validated(default_config()))
+
+
+def test_method_entries_and_titles():
+    assert method_spec("deepen.adapt") == ("deepen.adapt", "deepen", "adapt")
+    assert method_spec("gac") == ("gac.avg", "gac", "avg")
+    assert method_spec("safe+deepen") == ("safe+deepen.avg", "safe+deepen", "avg")
+    assert method_spec({"name": "w64", "method": "deepen", "weights": [0.6, 0.4]}) == ("w64", "deepen", (0.6, 0.4))
+    assert [method_title(*m) for m in [("deepen", "avg"), ("deepen", "adapt"), ("gac", "avg"), ("unite", "adapt"),
+                                       ("safe+deepen", "avg"), ("safe+gac", "avg")]] == \
+        ["DeePEn-Avg", "DeePEn-Adapt", "GaC", "UniTE-Adapt", "SAFE+DeePEn-Avg", "SAFE+GaC"]
+
+
+def test_default_config_runs_every_method_on_every_task(experiment):
+    config = default_config()
+    for ens in config["ensembles"]:
+        for entry in ens["methods"]:
+            name = f"{ens['name']}.{method_spec(entry)[0]}"
+            assert experiment.methods[name].kind == "ensemble"
+            assert all(name in experiment.task_methods[t] for t in config["tasks"])
+    singles = [n for n, m in experiment.methods.items() if m.kind == "single"]
+    assert singles == list(config["models"])
+
+
+def test_decode_inputs_and_settings_follow_the_method(experiment):
+    ens = default_config()["ensembles"][0]["name"]
+    deepen = experiment.decode_inputs(f"{ens}.deepen.adapt", "test", "arc_c")
+    assert deepen["anchors"] == paths.ANCHORS.format(ensemble=ens)
+    assert deepen["weights"] == paths.WEIGHTS.format(ensemble=ens, task="arc_c")
+    gac = experiment.decode_inputs(f"{ens}.gac.avg", "test", "arc_c")
+    assert "anchors" not in gac and "weights" not in gac  # GaC needs no relative spaces; uniform weights
+    settings = experiment.decode_settings(f"{ens}.safe+deepen.avg", "arc_c")
+    assert settings["method"] == "safe+deepen" and settings["options"]["base"] == "deepen"
+    assert settings["options"]["eta"] == 0.15 and settings["options"]["draft"] == 5
+    single = experiment.decode_settings("smollm2", "arc_c")
+    assert single["members"] == ["smollm2"] and experiment.decode_inputs("smollm2", "dev", "nq").keys() == {
+        "prompts", "models", "metas"}
+
+
+def test_summary_rows_in_table_1_order(experiment):
+    entries = experiment.summary_entries()
+    rows = list(dict.fromkeys(e["row"] for e in entries))
+    assert rows[:2] == ["SmolLM2-135M", "Gemma-3-270M"]
+    assert {e["family"] for e in entries} >= {"single", "deepen", "gac", "unite", "safe", "voting", "mbr"}
+    assert all(e["path"] == paths.SCORES.format(split="test", method=e["method"], task=e["task"]) for e in entries)
+
+
+def test_dev_splits_only_where_adapt_weights_or_selection_need_them():
+    config = validated(default_config())
+    for ens in config["ensembles"]:
+        ens["methods"] = ["deepen.avg", "gac"]
+    config["scaling"] = None
+    config["sweeps"] = None
+    assert all(s == ["test"] + (["demos"] if t in ("mmlu", "gsm8k", "triviaqa", "nq") else [])
+               for t, s in check_config(config).needed_splits().items())
+    config["unite"]["select"] = True
+    config["ensembles"][0]["methods"] = ["unite"]
+    assert all("dev" in s for s in check_config(config).needed_splits().values())
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "paper_translation.yaml"])
+def test_the_paper_configs_build(name):
+    config = validated(yaml.safe_load((ROOT / "config" / name).read_text()))
+    experiment = check_config(copy.deepcopy(config))
+    assert experiment.methods and all(experiment.task_methods.values())
