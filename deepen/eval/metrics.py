@@ -27,14 +27,13 @@ from decimal import Decimal, InvalidOperation
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
-# A number: either with well-formed thousands groups ("1,234,567.5") or plain ("1234.5", ".5").
-# The minus sign only counts when it is not glued to a preceding word, digit or ")", so that
-# "10-2" reads as 10 and 2 rather than 10 and -2.
-_NUMBER = re.compile(
-    r"(?:(?<![\w)])-)?"
-    r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"(?![\d,]*\d)"  # never stop in the middle of a digit run such as "1,2345"
-)
+# A number: digits, possibly grouped by commas ("1,234", and also "1,00,000" or a slip such as "1,2345": the commas are
+# dropped, as in lm-evaluation-harness's GSM8K extraction), with an optional decimal part; or a bare decimal (".5").
+# The minus sign only counts when it is not glued to a preceding word, digit or ")", so that "10-2" reads as 10 and 2.
+_NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
+# The option an unrestricted output gives: a capital letter standing alone at its start, after an optional lead-in
+# ("Answer:", "The answer is") and an opening bracket: " B", "B.", "(B)", "Answer: B"; not the B of "Because".
+_LETTER = re.compile(r"^\s*(?:(?i:the\s+)?(?i:answer)(?:\s+(?i:is))?\s*[:\-]?\s*)?[(\[]?\s*([A-Z])(?![A-Za-z0-9])")
 
 
 # -- string metrics ---------------------------------------------------------------------------------------------------
@@ -76,17 +75,16 @@ def token_f1(a: str, b: str) -> float:
 
 
 def last_number(text: str) -> str | None:
-    """The last number in ``text`` as a string without thousands commas, or None if there is none.
+    """The last number in ``text`` as a string without its commas, or None if there is none.
 
-    Handles thousands separators ("1,234" -> "1234"), a leading minus ("-5"), decimals
-    ("1,234.5"), and a sentence-final period ("42." -> "42"). The digits are returned as
-    written otherwise ("18.0" stays "18.0"); `gsm8k_correct` compares numerically, so
-    "18.0" and "18" count as equal there.
+    Handles grouped digits ("1,234" -> "1234"; also Indian grouping "1,00,000" -> "100000" and a slip like "1,2345"
+    -> "12345": a run of digits and commas is one number), a leading minus ("-5"), decimals ("1,234.5"), a comma or
+    period ending a sentence ("42." -> "42", "18," -> "18"). The digits are returned as written otherwise ("18.0"
+    stays "18.0"); `gsm8k_correct` compares numerically, so "18.0" and "18" count as equal there.
     """
-    matches = _NUMBER.findall(text)
-    if not matches:
-        return None
-    return matches[-1].replace(",", "")
+    matches = [m.replace(",", "") for m in _NUMBER.findall(text)]
+    matches = [m for m in matches if m.strip("-")]
+    return matches[-1] if matches else None
 
 
 def as_decimal(number: str | None) -> Decimal | None:
@@ -117,16 +115,14 @@ def gsm8k_correct(prediction: str, gold: str | int | float) -> float:
 
 
 def extract_choice(text: str, choices: Iterable[str]) -> str | None:
-    """The option label an unrestricted greedy output picked: its first non-space
-    character if that is one of ``choices`` (e.g. " B" -> "B"), else None.
+    """The option label an unrestricted greedy output picked: a capital letter standing alone at its start, after an
+    optional "Answer:" / "The answer is" and an opening bracket, if it is one of ``choices``; else None.
 
-    Labels are single characters in every task here (A-D, A-B).
-    """
-    stripped = text.lstrip()
-    if not stripped:
-        return None
-    first = stripped[0]
-    return first if first in set(choices) else None
+    " B" -> B, "B." -> B, "(B)" -> B, "Answer: B" -> B, "The answer is C" -> C; "Because" -> None (the B of a word),
+    " E" -> None (not an option). Labels are single capital letters in every task here (A-D, A-B); a one-token answer
+    such as " A" reads as A even where it would begin a sentence ("A cat ...")."""
+    match = _LETTER.match(text)
+    return match.group(1) if match and match.group(1) in set(choices) else None
 
 
 def choice_correct(predicted_letter: str | None, gold_letter: str) -> float:

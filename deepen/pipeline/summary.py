@@ -63,14 +63,14 @@ def _row(e: dict, table: pa.Table, published: dict | None) -> dict:
 
 
 def _add_deltas(rows: list[dict]) -> None:
-    """Each non-single row's paired difference to the best single member of its task (same questions)."""
+    """Each row's paired difference to the best single member of its task (same questions)."""
     best = {}
     for r in rows:
         if r["kind"] == "single" and (r["task"] not in best or r["acc"] > best[r["task"]]["acc"]):
             best[r["task"]] = r
     for r in rows:
         ref = best.get(r["task"])
-        if ref is None or r["kind"] == "single":
+        if ref is None:
             continue
         r["best_single"], r["delta"] = ref["row"], r["acc"] - ref["acc"]
         ids = [i for i in ref["_scores"] if i in r["_scores"]]

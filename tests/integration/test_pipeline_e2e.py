@@ -115,3 +115,74 @@ def test_e2e_one_shard_and_k_shards_give_identical_predictions(e2e):
     for m in methods:
         after = (work / f"results/predictions/test/{m}/triviaqa.parquet").read_bytes()
         assert after == before[m], m
+
+
+def _children_running(pid: int, marker: str) -> list[int]:
+    """Processes descended from ``pid`` whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        if marker in cmd and (parent == pid or pid in _ancestors(parent)):
+            found.append(int(entry))
+    return found
+
+
+def _ancestors(pid: int) -> list[int]:
+    out = []
+    while pid > 1:
+        out.append(pid)
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+    return out
+
+
+def test_e2e_a_decode_orphaned_by_a_killed_snakemake_stops_and_its_stale_result_is_never_scored(e2e, tmp_path):
+    """Snakemake SIGKILLed mid-decode leaves its job running (parent PID 1): the job stops by itself; the η then
+    changes and the run is redone; a shard that an older job still wrote would be refused by score."""
+    work, config = e2e
+    target = work / "results/decode/test/sp+bl.deepen.avg/arc_c/0-of-1.parquet"
+    log = work / "logs/decode/test/sp+bl.deepen.avg/arc_c/0-of-1.log"
+    config["ensembles"][1]["eta"] = 0.3  # a new setting, so that the shard is decoded again
+    write_config(work, config)
+    proc = subprocess.Popen([SNAKEMAKE, "--cores", "1", str(target.relative_to(work))], cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **slow_decode_env(tmp_path / "slow", 40)})
+    deadline = time.time() + 180
+    while time.time() < deadline and not (log.is_file() and BATCH_DONE.format(n=1, rows=2) in log.read_text()):
+        time.sleep(0.5)
+    jobs = _children_running(proc.pid, "decode.py")
+    assert jobs, "the decode job never got going"
+    os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone: its job is orphaned
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in jobs):
+        time.sleep(0.5)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in jobs), "the orphaned decode job kept running"
+    assert "is gone: stopping" in log.read_text()
+    assert not target.exists()  # it wrote nothing
+    config["ensembles"][1]["eta"] = 5.0
+    write_config(work, config)
+    snakemake(work, "--unlock")
+    snakemake(work, "--cores", "2", "--rerun-incomplete")
+    shard = pq.read_table(target)
+    made_from = json.loads(shard.schema.metadata[b"provenance"])
+    assert made_from["settings"]["options"]["eta"] == 5.0
+    # an older job's shard slipped in after all (say on a cluster, where no watch applies): score refuses it
+    old = dict(made_from, settings={**made_from["settings"], "options": {**made_from["settings"]["options"],
+                                                                         "eta": 0.15}})
+    pq.write_table(shard.replace_schema_metadata({b"provenance": json.dumps(old, sort_keys=True).encode()}), target)
+    res = snakemake(work, "--cores", "2", check=False)
+    assert res.returncode != 0 and not target.exists()
+    assert "made with other settings" in (work / "logs/score/test/sp+bl.deepen.avg/arc_c.log").read_text()
+    snakemake(work, "--cores", "2")  # the next run decodes it again
+    assert json.loads(pq.read_table(target).schema.metadata[b"provenance"])["settings"]["options"]["eta"] == 5.0

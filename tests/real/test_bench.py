@@ -12,16 +12,20 @@ pytestmark = pytest.mark.real
 def test_bench_smoke(pair_dirs, tmp_path):
     out = tmp_path / "bench.json"
     res = subprocess.run(
-        [sys.executable, "-m", "deepen.bench", *pair_dirs, "--quick", "--min-anchors", "50", "--p6-anchors", "100",
+        [sys.executable, "-m", "deepen.bench", *pair_dirs, "--quick", "--min-anchors", "50", "--capped-anchors", "100",
          "--snakemake-dir", "", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    data = json.loads(out.read_text())
-    for key in ("P1", "P2", "P3", "P4", "P6", "P5_cold_build_s", "breakdown_ms_per_step"):
-        assert key in data
-    assert data["P2"]["same_tokens"] is True
-    assert 0.0 <= data["P6"]["share"] <= 1.0
+    sections = json.loads(out.read_text())["sections"]
+    assert set(sections) == {"speed", "resync", "release", "memory", "build", "agreement"}
+    speed = sections["speed"]
+    assert set(speed["batch_n"]["ratio"]) == {"deepen", "gac", "unite", "safe+deepen"}
+    assert speed["P1"] > 0 and speed["P3"] > 0 and 0 <= speed["safe_share"]["share"] <= 1
+    assert all(all(x["same_tokens"].values()) for x in sections["resync"]["lengths"])
+    assert sections["release"]["same_tokens"] is True
+    assert 0.0 <= sections["agreement"]["P6"] <= 1.0
+    assert all(s["meta"]["quick"] for s in sections.values())
     assert (tmp_path / "bench.md").read_text().startswith("| figure |")
 
 
@@ -30,7 +34,7 @@ def test_random_weight_members_keep_architecture_and_tokenizer(pair_dirs, tmp_pa
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deepen.bench import random_weight_members
+    from deepen.bench.checkpoints import random_weight_members
 
     dirs = random_weight_members(list(pair_dirs), tmp_path)
     assert random_weight_members(list(pair_dirs), tmp_path) == dirs

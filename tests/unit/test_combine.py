@@ -217,7 +217,7 @@ def test_scaling_and_sweep_tables(tmp_path):
     rows = studies.scaling_results(spec, *files).to_pylist()
     assert [(r["k"], r["members"], r["acc"], r["seconds"]) for r in rows] == [(1, "b", 25.0, 0.25),
                                                                               (2, "b+a", 75.0, 1.0)]
-    assert "| ARC-C | 2 | b+a | a (50.0) | 75.00 | 1.000 |" in (tmp_path / "s.md").read_text()
+    assert "| ARC-C | 2 | b+a | a (50.0) | 75.0 [25.0, 100.0] (n=4) | 1.000 |" in (tmp_path / "s.md").read_text()
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     points = [dict(task="arc_c", value=v, method=f"m{v}", path=_scores(tmp_path / f"e{v}.parquet", c))
               for v, c in [(0.5, [1, 0]), (0.0, [0, 0]), (0.15, [1, 1])]]

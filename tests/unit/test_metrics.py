@@ -62,6 +62,9 @@ def test_exact_match():
         ("18.0", "18.0"),
         ("0.5 or .25", ".25"),
         ("items 1, 2, 3", "3"),
+        ("the total is 1,00,000 rupees", "100000"),  # Indian grouping: one number
+        ("typed as 1,2345", "12345"),  # a slip in the grouping: still one number, not 2345
+        ("he paid 18, then left", "18"),
         ("no numbers here", None),
         ("", None),
     ],
@@ -86,7 +89,11 @@ def test_choices():
     assert extract_choice(" B", ["A", "B", "C", "D"]) == "B"
     assert extract_choice("C. because", "ABCD") == "C"
     assert extract_choice(" E", ["A", "B", "C", "D"]) is None
-    assert extract_choice(" The answer is A", ["A", "B"]) is None  # first character only
+    assert extract_choice(" The answer is A", ["A", "B"]) == "A"  # after a lead-in
+    assert extract_choice("Answer: B", "ABCD") == "B"
+    assert extract_choice("(B) the moon", "ABCD") == "B"
+    assert extract_choice("Because it is", "ABCD") is None  # the B of a word is not an answer
+    assert extract_choice("A cat sat", "ABCD") == "A"  # a standalone A reads as the option (documented)
     assert extract_choice("   ", "AB") is None
     assert choice_correct("B", "B") == 1.0
     assert choice_correct(" B", "B") == 1.0

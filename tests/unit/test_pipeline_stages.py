@@ -11,7 +11,8 @@ import pytest
 
 from deepen.errors import DeepenError
 from deepen.files import atomic_path
-from deepen.pipeline.report import plots, write_summary
+from deepen.pipeline.plots import plots
+from deepen.pipeline.summary import write_summary
 from deepen.pipeline.schemas import SCORE_SCHEMA
 from deepen.pipeline.score import adapt_weights, dev_weights, score_predictions
 from deepen.pipeline.shards import shard_rows
@@ -110,9 +111,10 @@ def test_summary_delta_against_best_single_and_published(tmp_path):
     assert rows["b"]["published"] is None
     assert rows["ab.deepen.avg"]["seconds"] == 1.5 and rows["ab.deepen.avg"]["tokens"] == 2
     md = (tmp_path / "s.md").read_text()
-    assert "| top2 DeePEn-Avg | 75.00 (+25.00) |" in md
-    assert "| A | 25.00 |" in md
-    assert "70.50 (+4.50)" in md
+    assert "| top2 DeePEn-Avg | 75.0 [25.0, 100.0] |" in md  # the score and its 95% interval over the 4 questions
+    assert "| A | 25.0 [0.0, 75.0] |" in md
+    assert "| top2 DeePEn-Avg | +25.0 [+0.0, +75.0] p=1 |" in md  # paired difference to the best member (B)
+    assert "MMLU (n=4)" in md and "70.50 (+4.50)" in md
     plots(str(tmp_path / "s.parquet"), str(tmp_path / "a.png"), str(tmp_path / "g.png"))
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -19,7 +19,7 @@ from deepen.pipeline.decode import decode_shard, load_ensemble
 from deepen.pipeline.io import read_table, write_table
 from deepen.pipeline.models import anchors_table, materialise, relative_table, vocabulary_table
 from deepen.pipeline.prompts import prompts_file
-from deepen.pipeline.report import summarise, summary_markdown
+from deepen.pipeline.summary import summarise, summary_markdown
 from deepen.pipeline.schemas import PREDICTION_SCHEMA
 from deepen.pipeline.score import dev_weights, gather, score
 

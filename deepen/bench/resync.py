@@ -1,0 +1,40 @@
+"""P2: the members read the ensemble's text through their KV caches (``deepen.sync``) instead of re-running every
+assistant on the whole sequence each step as the release does. The members alone gain from their own KV caches
+what a cache can give on this machine; the ensemble's gain is measured against that, at growing lengths."""
+
+from __future__ import annotations
+
+from deepen import Ensemble
+from deepen.bench.speed import PROMPT
+from deepen.bench.timing import interleaved, log
+
+
+def generate(ens: Ensemble, tokens: int):
+    return lambda: ens.generate([PROMPT], max_new_tokens=tokens, ignore_eos=True)[0]
+
+
+def at_length(pairs: dict[str, tuple[Ensemble, Ensemble]], tokens: int, repeats: int) -> dict:
+    """Seconds of each (cache, re-prefill) pair, interleaved, and whether both gave the same tokens."""
+    same = {n: generate(c, tokens)().token_ids == generate(r, tokens)().token_ids for n, (c, r) in pairs.items()}
+    fns = {f"{n}:{kind}": generate(e, tokens) for n, pair in pairs.items() for kind, e in zip(("cache", "reprefill"), pair)}
+    s = interleaved(fns, repeats)
+    members = [n for n in pairs if n != "ensemble"]
+    alone_gain = sum(s[f"{n}:reprefill"] for n in members) / sum(s[f"{n}:cache"] for n in members)
+    gain = s["ensemble:reprefill"] / s["ensemble:cache"]
+    return {"tokens": tokens, "seconds": s, "same_tokens": same, "ensemble_gain": gain,
+            "members_alone_gain": alone_gain, "share_of_members_gain": gain / alone_gain}
+
+
+def run(members, alone_members, *, lengths: list[int], repeats: int, min_anchors: int) -> dict:
+    ens = Ensemble(members, min_anchors=min_anchors, progress=False)
+    shared = {"anchors": ens.method.anchors, "spaces": ens.method.spaces}
+    pairs = {"ensemble": (ens, Ensemble(members, sync="reprefill", progress=False, **shared))}
+    pairs |= {m.name: (Ensemble([m], progress=False), Ensemble([m], sync="reprefill", progress=False))
+              for m in alone_members}
+    out = []
+    for tokens in lengths:
+        log(f"resync: {tokens} tokens, cache vs re-prefill")
+        # re-prefill grows with the square of the length: one round at the longest
+        out.append(at_length(pairs, tokens, repeats if tokens <= 256 else 1))
+    at_256 = next((r for r in out if r["tokens"] == 256), out[-1])
+    return {"lengths": out, "P2": at_256["share_of_members_gain"], "P2_tokens": at_256["tokens"]}
