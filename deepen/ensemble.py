@@ -65,7 +65,17 @@ class Ensemble:
         _check_distinct(self.members)
         self.sync, self.progress = sync, progress
         self.sizes = vocabulary_sizes(self.members)
+        self.method_name, self.options = method, options
         self.method = build_method(method, self.members, sync=sync, progress=progress, **options)
+
+    def with_options(self, **changes) -> Ensemble:
+        """The same members and method with some options changed (e.g. ``eta=0.5``), without loading anything again:
+        DeePEn's anchors and relative spaces carry over unless the change is to them."""
+        anchor_options = {"anchors", "spaces", "min_anchors", "max_anchors"}
+        reuse = {} if anchor_options & set(changes) else {
+            k: getattr(self.method, k) for k in ("anchors", "spaces") if getattr(self.method, k, None) is not None}
+        return Ensemble(self.members, self.method_name, sync=self.sync, progress=self.progress,
+                        **(reuse | self.options | changes))
 
     @property
     def main(self) -> Member:

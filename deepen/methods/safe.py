@@ -20,7 +20,7 @@ Choices where the paper is silent or where this harness differs (docs/methods.md
 bytes tokens decode to (``deepen.vocabulary``), counted from the end of the text (robust to a tokenizer's leading
 dummy space); a drafted end-of-sequence is verified as each verifier's own end-of-sequence token; the weighted mean
 uses the base method's weights; a multiple-choice first step (a one-token answer) is decided by the base method
-directly; ``sharpen`` is the paper's heuristic (``deepen.methods.union.sharpen``) for the union-based bases.
+directly. The paper's probability sharpening is not implemented: the base method's distribution is used as it is.
 """
 
 from __future__ import annotations

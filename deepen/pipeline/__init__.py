@@ -9,8 +9,9 @@ Read in the order of the DAG:
     prompts     a task split -> prompt rows
     decode      a shard of one (method, task) -> Parquet; shards: provenance and the guards of stale jobs
     score       gather, score, Voting / MBR, DeePEn-Adapt weights
+    tune        DeePEn's η chosen on the dev split
     studies     scaling with the number of members, η / T sweeps
-    report      summary table and plots
+    summary     the summary table (with statistics), plots: its figures
     io, schemas files and their columns
 
 Modules that load models import torch at the top; the others never do, so Snakemake's own process (which runs the

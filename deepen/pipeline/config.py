@@ -108,6 +108,16 @@ def _check_ensemble(ens: dict, models: dict, tasks: dict, names: set) -> None:
     if isinstance(combine, dict) and combine.get("variant") and combine["variant"] not in seen:
         raise DeepenError(f"{where}: combine variant {combine['variant']!r} is not among its methods "
                           f"({', '.join(sorted(seen))})")
+    _check_tuning(ens, where)
+
+
+def _check_tuning(ens: dict, where: str) -> None:
+    grid = ens.get("tune_eta") or []
+    if len(set(grid)) != len(grid):
+        raise DeepenError(f"{where}: tune_eta lists a value twice: {grid}")
+    if grid and not any(method_spec(e)[1] == "deepen" for e in ens["methods"]):
+        raise DeepenError(f"{where}: tune_eta tunes DeePEn's η, but none of its methods is DeePEn (deepen.avg, "
+                          f"deepen.adapt or a {{name, method: deepen, weights}} entry)")
 
 
 def _check_scaling(scaling: dict | None, models: dict, tasks: dict) -> None:

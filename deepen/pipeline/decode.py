@@ -31,30 +31,48 @@ def decode_job(inputs: dict, settings: dict, shard: int, n_shards: int, out: str
     if os.environ.get("SLURM_JOB_ID"):  # which cluster job ran this shard, and the GPUs SLURM gave it
         log(f"SLURM job {os.environ['SLURM_JOB_ID']} on {socket.gethostname()}, "
             f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}")
-    members, models, metas = settings["members"], list(inputs["models"]), list(inputs["metas"])
-    remote, weights = settings["trust_remote_code"], settings["weights"]
+    ensemble = ensemble_for(inputs, settings)
+    made_from = provenance(settings, list(inputs["metas"]), inputs["prompts"])
+    return decode_shard(ensemble, inputs["prompts"], shard, n_shards, out, settings["batch_size"], made_from)
+
+
+def ensemble_for(inputs: dict, settings: dict) -> Ensemble:
+    """The ensemble a decode job runs: its members (the scaling study's first k, UniTE's selection), their weights
+    (DeePEn-Adapt's from dev) and η (chosen on dev for a tuned method), over the cached anchors and relative spaces."""
+    members = {"names": list(settings["members"]), "models": list(inputs["models"]), "metas": list(inputs["metas"]),
+               "remote": list(settings["trust_remote_code"])}
+    weights = settings["weights"]
     if "weights" in inputs:  # DeePEn-Adapt: normalised dev accuracies
         weights = read_json(inputs["weights"])["weights"]
         log(f"dev weights {weights}")
     if "ranking" in inputs:  # scaling study: the first k members of the pool by dev accuracy
-        pick, dev_weights = ranked_members(inputs["ranking"], members, settings["top_k"])
-        members, models, metas, remote = ([x[i] for i in pick] for x in (members, models, metas, remote))
+        pick, dev_weights = ranked_members(inputs["ranking"], members["names"], settings["top_k"])
+        members = {k: [v[i] for i in pick] for k, v in members.items()}
         weights = dev_weights if weights == "adapt" else None
-        log(f"scaling k={settings['top_k']}: {', '.join(members)} (weights {weights or 'uniform'})")
+        log(f"scaling k={settings['top_k']}: {', '.join(members['names'])} (weights {weights or 'uniform'})")
     options = dict(settings["options"], weights=None if isinstance(weights, str) else weights)
-    if options.pop("select", False):  # UniTE's selection: the members within 10% of the best on dev
-        accs = dev_accuracies(list(inputs["dev_scores"]))
-        keep = within_best(accs)
-        members, models, metas, remote = ([x[i] for i in keep] for x in (members, models, metas, remote))
-        if options["weights"] is not None:
-            total = sum(options["weights"][i] for i in keep)
-            options["weights"] = [options["weights"][i] / total for i in keep] if total else None
-        log(f"selected {', '.join(members)} (dev scores {', '.join(f'{a:.1f}' for a in accs)}: within 10% of the best)")
-    ensemble = load_ensemble(models, metas, members, method=settings["method"], options=options,
-                             anchors_path=inputs.get("anchors"), relative_paths=list(inputs.get("relative", [])),
-                             dtype=settings["dtype"], device_map=settings["device_map"], trust_remote_code=remote)
-    made_from = provenance(settings, list(inputs["metas"]), inputs["prompts"])
-    return decode_shard(ensemble, inputs["prompts"], shard, n_shards, out, settings["batch_size"], made_from)
+    if options.pop("select", False):
+        members, options["weights"] = _selected(inputs, members, options["weights"])
+    if "tuning" in inputs:
+        options["eta"] = read_json(inputs["tuning"])["eta"]
+        log(f"η chosen on dev: {options['eta']}")
+    return load_ensemble(members["models"], members["metas"], members["names"], method=settings["method"],
+                         options=options, anchors_path=inputs.get("anchors"),
+                         relative_paths=list(inputs.get("relative", [])), dtype=settings["dtype"],
+                         device_map=settings["device_map"], trust_remote_code=members["remote"])
+
+
+def _selected(inputs: dict, members: dict, weights: list[float] | None) -> tuple[dict, list[float] | None]:
+    """UniTE's selection: the members within 10% of the best on dev, and their weights renormalised."""
+    accs = dev_accuracies(list(inputs["dev_scores"]))
+    keep = within_best(accs)
+    members = {k: [v[i] for i in keep] for k, v in members.items()}
+    if weights is not None:
+        total = sum(weights[i] for i in keep)
+        weights = [weights[i] / total for i in keep] if total else None
+    log(f"selected {', '.join(members['names'])} (dev scores {', '.join(f'{a:.1f}' for a in accs)}: within 10% of "
+        "the best)")
+    return members, weights
 
 
 def load_ensemble(model_dirs: list[str], meta_paths: list[str], names: list[str], *, method: str = "deepen",
@@ -106,21 +124,25 @@ def decode_shard(ensemble: Ensemble, prompts_path: str | os.PathLike, shard: int
     rows, scored as wrong; the others decode normally."""
     rows = read_prompts(prompts_path)
     span = shard_rows(len(rows), batch_size, shard, n_shards)
-    mine = rows[span.start : span.stop]
     with claim(out) as token:
-        outs = ensemble.generate(
-            [r["prompt"] for r in mine], max_new_tokens=[r["max_new_tokens"] for r in mine],
-            stop=[r["stop"] for r in mine], choices=[r["choices"] or None for r in mine],
-            batch_size=batch_size, sources=[r.get("source") for r in mine],
-            src_lang=[r.get("source_lang") for r in mine], tgt_lang=[r.get("target_lang") for r in mine])
-        records = [{"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids], "choice": g.choice,
-                    "stop_reason": g.stop_reason, "ensembled": g.ensembled, "seconds": float(g.seconds)}
-                   for r, g in zip(mine, outs)]
-        for r, g in zip(mine, outs):
-            if g.stop_reason.startswith("error"):
-                log(f"row {r['id']}: {g.stop_reason}")
+        records = decode_rows(ensemble, rows[span.start : span.stop], batch_size)
         table = pa.Table.from_pylist(records, schema=SHARD_SCHEMA)
         write_claimed(with_metadata(table, provenance=json.dumps(made_from, sort_keys=True)), out, token)
     return len(records)
+
+
+def decode_rows(ensemble: Ensemble, rows: list[dict], batch_size: int) -> list[dict]:
+    """Prompt rows -> one record per row (the shard columns); rows that could not be decoded are logged."""
+    outs = ensemble.generate(
+        [r["prompt"] for r in rows], max_new_tokens=[r["max_new_tokens"] for r in rows],
+        stop=[r["stop"] for r in rows], choices=[r["choices"] or None for r in rows], batch_size=batch_size,
+        sources=[r.get("source") for r in rows], src_lang=[r.get("source_lang") for r in rows],
+        tgt_lang=[r.get("target_lang") for r in rows])
+    for r, g in zip(rows, outs):
+        if g.stop_reason.startswith("error"):
+            log(f"row {r['id']}: {g.stop_reason}")
+    return [{"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids], "choice": g.choice,
+             "stop_reason": g.stop_reason, "ensembled": g.ensembled, "seconds": float(g.seconds)}
+            for r, g in zip(rows, outs)]
 
 

@@ -9,6 +9,7 @@ Method names (the ``{method}`` of every result path):
     <model>                          a member alone (the same decoding loop with one member)
     <ensemble>.<method>.<weights>    a decoding method over an ensemble: deepen.avg (DeePEn-Avg, uniform weights),
                                      deepen.adapt (DeePEn-Adapt, normalised dev accuracies), <ensemble>.<custom name>
+    <ensemble>.deepen.<weights>.tuned  the same with η chosen on the dev split per task (the ensemble's tune_eta)
     <ensemble>.voting / .mbr         Voting / MBR over the members' cached predictions (no decoding)
     <ensemble>.<variant>+voting-mbr  DeePEn+Voting/MBR: the variant's output joins the candidates in front
     scaling.k<k>                     DeePEn over the first k members of the dev ranking (not a summary row)
@@ -43,6 +44,7 @@ class Method:
         options: the algorithm's options (DeePEn: eta, steps, mode, topk, mass).
         rule / candidates: Voting / MBR: the rule and the candidate methods, in pool order.
         k: scaling: the number of members.
+        tune: the η values tried on the dev split (a method whose η is chosen there, per task); () = a fixed η.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Method:
     rule: str | None = None
     candidates: tuple[str, ...] = ()
     k: int | None = None
+    tune: tuple[float, ...] = ()
 
     @property
     def decoded(self) -> bool:
@@ -73,7 +76,7 @@ class Method:
     def fuses(self) -> bool:
         """Whether its decodes need the ensemble's anchors and relative spaces (DeePEn over several members)."""
         return self.kind in ("ensemble", "sweep", "scaling") and (self.algorithm or "").endswith("deepen") and \
-            self.options.get("eta", 1) > 0
+            (any(self.tune) or self.options.get("eta", 1) > 0)
 
     @property
     def selects(self) -> bool:
@@ -172,12 +175,23 @@ class Experiment:
                             options=self.method_options(algorithm, ens))
             self.rows.append(method.row)
             self._add(method, tasks)
+            if algorithm == "deepen" and ens["tune_eta"]:
+                self._add_tuned(method, ens["tune_eta"], tasks)
         if combined.get("deepen"):
             title = "DeePEn+Voting/MBR"
             self.rows.append(f"{setting} {title}")
             self._add(Method(f"{name}.{variant}+voting-mbr", "combine", members, row=f"{setting} {title}",
                              published_key=(setting, title), ensemble=name, rule="deepen",
                              candidates=(f"{name}.{variant}", *members)), combined["deepen"])
+
+    def _add_tuned(self, fixed: Method, grid: list[float], tasks) -> None:
+        """``fixed``'s twin whose η is chosen on each task's dev split among ``grid``."""
+        row = f"{fixed.row} (η on dev)"
+        self.rows.append(row)
+        self._add(Method(f"{fixed.name}.tuned", "ensemble", fixed.members, row=row,
+                         published_key=(fixed.published_key[0], f"{fixed.published_key[1]} (η on dev)"),
+                         ensemble=fixed.ensemble, algorithm=fixed.algorithm, weights=fixed.weights,
+                         options=fixed.options, tune=tuple(grid)), tasks)
 
     def _add_scaling(self, scaling: dict) -> None:
         if not scaling:
@@ -242,7 +256,13 @@ class Experiment:
             inputs["weights"] = paths.WEIGHTS.format(ensemble=m.ensemble, task=task)
         if m.selects:
             inputs["dev_scores"] = self.adapt_dev_scores(m.ensemble, task)
+        if m.tune and split == "test":
+            inputs["tuning"] = paths.TUNING.format(method=method, task=task)
         return inputs
+
+    def tune_inputs(self, method: str, task: str) -> dict:
+        """What choosing a tuned method's η on a task needs: its decode's inputs on the dev split."""
+        return self.decode_inputs(method, "dev", task)
 
     def decode_settings(self, method: str, task: str) -> dict:
         """Everything that changes a decode's output (a change reruns exactly the affected jobs; every shard records
@@ -257,6 +277,8 @@ class Experiment:
         }
         if m.kind == "scaling":
             settings["top_k"] = m.k
+        if m.tune:
+            settings["tune_eta"] = list(m.tune)
         return settings
 
     def decode_mem_mb(self, method: str) -> int:
@@ -288,9 +310,14 @@ class Experiment:
         """One entry per (method, task) of the summary, in row order (singles, then each ensemble's rows)."""
         entries = [dict(method=n, task=t, row=self.methods[n].row, kind=self.methods[n].kind,
                         family=self.methods[n].family, published_key=list(self.methods[n].published_key),
-                        path=paths.SCORES.format(split="test", method=n, task=t))
+                        path=paths.SCORES.format(split="test", method=n, task=t),
+                        **({"tuning": paths.TUNING.format(method=n, task=t)} if self.methods[n].tune else {}))
                    for t in self.tasks for n in self.task_methods[t]]
         return sorted(entries, key=lambda e: self.rows.index(e["row"]))
+
+    def tuning_files(self) -> list[str]:
+        """The η choices of the tuned methods, one per task (the summary shows them)."""
+        return [e["tuning"] for e in self.summary_entries() if "tuning" in e]
 
     def scaling_spec(self) -> dict:
         """task -> its ranking, its members' test scores (k = 1), and the scaling ensembles' test scores (k >= 2)."""
@@ -320,7 +347,7 @@ class Experiment:
     def needed_splits(self) -> dict[str, list[str]]:
         """Task -> the data splits a full run reads: test (+ its demonstrations), and dev where DeePEn-Adapt or the
         scaling study's ranking needs it."""
-        dev = {t for n, m in self.methods.items() if (m.weights == "adapt" or m.selects) and m.kind != "scaling"
+        dev = {t for n, m in self.methods.items() if (m.weights == "adapt" or m.selects or m.tune) and m.kind != "scaling"
                for t in self.tasks if n in self.task_methods[t] or self._sweeps_task(n, t)}
         dev |= set((self.config.get("scaling") or {}).get("tasks") or [])
         return {t: ["test"] + (["dev"] if t in dev else []) + (["demos"] if get_task(t).n_shot else [])

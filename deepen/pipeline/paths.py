@@ -19,6 +19,7 @@ PREDICTIONS = "results/predictions/{split}/{method}/{task}.parquet"
 TIMINGS = "results/timings/{split}/{method}/{task}.parquet"
 SCORES = "results/scores/{split}/{method}/{task}.parquet"
 WEIGHTS = "results/weights/{ensemble}/{task}.json"
+TUNING = "results/tuning/{method}/{task}.json"
 RANKING = "results/scaling/{task}/ranking.json"
 
 SUMMARY = "results/summary.parquet"

@@ -33,7 +33,7 @@ SUMMARY_SCHEMA = pa.schema([
     ("acc_hi", pa.float64()), ("acc_free", pa.float64()), ("best_single", pa.string()), ("delta", pa.float64()),
     ("delta_lo", pa.float64()), ("delta_hi", pa.float64()), ("delta_p", pa.float64()), ("significant", pa.bool_()),
     ("seconds", pa.float64()), ("tokens", pa.float64()), ("ensembled", pa.float64()), ("published", pa.float64()),
-    ("ours_minus_published", pa.float64()),
+    ("ours_minus_published", pa.float64()), ("eta_dev", pa.float64()),
 ])
 SCALING_SCHEMA = pa.schema([
     ("task", pa.string()), ("k", pa.int64()), ("members", pa.string()), ("added", pa.string()), ("n", pa.int64()),

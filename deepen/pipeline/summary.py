@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from deepen.eval.stats import mcnemar_p, paired_delta, score_interval
 from deepen.eval.tasks import TASKS
-from deepen.pipeline.io import read_table, write_table, write_text
+from deepen.pipeline.io import read_json, read_table, write_table, write_text
 from deepen.pipeline.schemas import SUMMARY_SCHEMA
 from deepen.pipeline.score import task_score
 
@@ -58,6 +58,7 @@ def _row(e: dict, table: pa.Table, published: dict | None) -> dict:
         "seconds": _mean(table["seconds"].to_pylist()), "tokens": _mean(tokens),
         "ensembled": 100.0 * sum(k for _, k in counted) / max(sum(n for n, _ in counted), 1) if counted else None,
         "published": pub, "ours_minus_published": None if pub is None else acc - pub,
+        "eta_dev": read_json(e["tuning"])["eta"] if e.get("tuning") else None,
         "_scores": dict(zip(table["id"].to_pylist(), correct)), "_corpus": corpus,
     }
 
@@ -159,6 +160,11 @@ def summary_markdown(table: pa.Table, title: str = "DeePEn results") -> str:
             "tokens, and the share of generated tokens the members decided together (the rest: the main model "
             "alone, by the method's own rule).", ""]
     out += grid(_cost_cell)
+    tuned = [row for row in rows if any(c["row"] == row and c["eta_dev"] is not None for c in recs)]
+    if tuned:
+        out += ["", "## η chosen on the dev split", "", "The η each tuned method decoded the test questions with: the "
+                "best dev score among the ensemble's tune_eta (results/tuning/ holds every η's dev score).", ""]
+        out += grid(lambda r: _fmt(r["eta_dev"], digits=2), tuned)
     if any(r["published"] is not None for r in recs):
         out += ["", "## Against the paper", "", "Published (Table 1) and ours minus published.", ""]
         out += grid(lambda r: "" if r["published"] is None else

@@ -54,7 +54,7 @@ BAD_CONFIGS = [
     ("unknown task", lambda c: c["tasks"].update(boolq={"limit": 1}), "boolq"),
     ("negative weight", lambda c: _methods(c, {"name": "w", "weights": [1.5, -0.5]}), "-0.5"),
     ("unknown combine rule", lambda c: c["ensembles"][0].update(combine={"rules": ["vote"]}), "vote"),
-    ("sweep eta < 0", lambda c: c.update(sweeps={"ensemble": "smollm2+gemma3", "tasks": ["arc_c"], "eta": [-1]}),
+    ("sweep eta < 0", lambda c: c.update(sweeps={"ensemble": "gemma3+smollm2", "tasks": ["arc_c"], "eta": [-1]}),
      "minimum"),
     # what a schema cannot say (check_config)
     ("member not a model", lambda c: c["ensembles"][0]["members"].__setitem__(1, "nope"), "nope"),
@@ -76,8 +76,23 @@ BAD_CONFIGS = [
      "max_members"),
     ("sweep ensemble unknown", lambda c: c.update(sweeps={"ensemble": "nope", "tasks": ["arc_c"], "eta": [0.1]}),
      "nope"),
-    ("sweep without values", lambda c: c.update(sweeps={"ensemble": "smollm2+gemma3", "tasks": ["arc_c"]}),
+    ("sweep without values", lambda c: c.update(sweeps={"ensemble": "gemma3+smollm2", "tasks": ["arc_c"]}),
      "eta and/or steps"),
+    # numbers JSON Schema lets through: NaN, infinity, a float where an integer belongs (YAML .nan, .inf, 2.0)
+    ("eta nan", lambda c: c["ensembles"][0].update(eta=float("nan")), "not a finite number"),
+    ("eta inf", lambda c: c["ensembles"][0].update(eta=float("inf")), "not a finite number"),
+    ("weight nan", lambda c: _methods(c, {"name": "w", "weights": [float("nan"), 1.0]}), "not a finite number"),
+    ("limit float", lambda c: c["tasks"]["arc_c"].update(limit=2.0), "must be an integer"),
+    ("batch_size float", lambda c: c["tasks"]["arc_c"].update(batch_size=2.0), "must be an integer"),
+    ("shards float", lambda c: c["tasks"]["arc_c"].update(shards=2.0), "must be an integer"),
+    ("steps float", lambda c: c["ensembles"][0].update(steps=2.0), "must be an integer"),
+    ("limit 0", lambda c: c["tasks"]["arc_c"].update(limit=0), "minimum"),
+    ("unknown method", lambda c: _methods(c, "deepen.avg", "blend"), "unknown method 'blend'"),
+    ("method twice", lambda c: _methods(c, "deepen.avg", "deepen"), "listed twice"),
+    ("tune_eta twice", lambda c: c["ensembles"][0].update(tune_eta=[0.1, 0.1]), "lists a value twice"),
+    ("tune_eta without DeePEn", lambda c: (_methods(c, "gac"), c["ensembles"][0].update(tune_eta=[0.1])),
+     "none of its methods is DeePEn"),
+    ("tune_eta < 0", lambda c: c["ensembles"][0].update(tune_eta=[-0.5]), "minimum"),
 ]
 
 

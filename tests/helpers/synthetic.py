@@ -40,7 +40,7 @@ import functools
 import json
 import os
 import random
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from tokenizers import (

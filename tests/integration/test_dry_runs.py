@@ -10,20 +10,19 @@ def test_dry_run_default_config(tmp_path):
     work = workdir(tmp_path)
     proc = snakemake(work, "-n", "--cores", "1")
     stats = job_stats(proc.stdout)
-    # 6 methods (2 singles, 2 ensembles x Avg/Adapt) x 6 tasks + dev decodes of the 2 singles on 6 tasks, + the
-    # scaling ensemble (k = 2) on ARC-C and PIQA + 6 sweep points on ARC-C (eta 0/0.05/0.5, T 1/2/10)
-    assert stats["materialise"] == 2 and stats["vocabulary"] == 2 and stats["anchors"] == 2 and stats["relative"] == 4
-    assert stats["prompts"] == 12 and stats["decode"] == 36 + 12 + 2 + 6 and stats["score"] == 56
-    assert stats["adapt_weights"] == 12 and stats["summary"] == 1 and stats["plots"] == 1
-    # per ensemble: Voting on 4 tasks, MBR on 3, DeePEn+Voting/MBR on 6; no decoding
-    assert stats["combine"] == 2 * (4 + 3 + 6)
-    assert stats["rank_members"] == 2 and stats["scaling_anchors"] == 2 and stats["scaling_relative"] == 4
-    assert stats["scaling"] == 1 and stats["sweep"] == 2 and stats["all"] == 1
-    assert sum(stats.values()) == 186
+    # 7 methods (2 singles; one ensemble x DeePEn-Avg/-Adapt, GaC, UniTE, SAFE+DeePEn) x 6 tasks + dev decodes of the
+    # 2 singles on 6 tasks; no scaling, no sweeps (config/study.yaml has them)
+    assert stats["materialise"] == 2 and stats["vocabulary"] == 2 and stats["anchors"] == 1 and stats["relative"] == 2
+    assert stats["prompts"] == 12 and stats["decode"] == 7 * 6 + 12 and stats["score"] == 54
+    assert stats["adapt_weights"] == 6 and stats["summary"] == 1 and stats["plots"] == 1
+    # Voting on 4 tasks, MBR on 3, DeePEn+Voting/MBR on 6; no decoding
+    assert stats["combine"] == 4 + 3 + 6
+    assert "scaling" not in stats and "sweep" not in stats and stats["all"] == 1
+    assert sum(stats.values()) == 149
     jobs = planned_jobs(proc.stdout)
     combined = sorted(o.split(",")[0] for r, o in jobs if r == "combine")
-    assert "results/predictions/test/smollm2+gemma3.voting/gsm8k.parquet" in combined
-    assert "results/predictions/test/smollm2+gemma3.mbr/nq.parquet" in combined
+    assert "results/predictions/test/gemma3+smollm2.voting/gsm8k.parquet" in combined
+    assert "results/predictions/test/gemma3+smollm2.mbr/nq.parquet" in combined
     assert "results/predictions/test/gemma3+smollm2.deepen.adapt+voting-mbr/triviaqa.parquet" in combined
     assert not any("/nq." in o for o in combined if ".voting/" in o) and not any(".mbr/arc_c" in o for o in combined)
 
@@ -75,3 +74,14 @@ def test_dry_run_translation_config_lists_every_job(tmp_path):
     assert "resources/models/nllb" in outs and "smollm2" not in outs and "mmlu" not in outs
     assert "gpu=1" in proc.stdout
     assert not (work / "resources").exists()  # nothing touched at DAG time
+
+
+def test_dry_run_study_config(tmp_path):
+    work = workdir(tmp_path)
+    stats = job_stats(snakemake(work, "-n", "--cores", "1", "--configfile", "config/study.yaml").stdout)
+    assert stats["materialise"] == 3 and stats["anchors"] == 2 and stats["relative"] == 2 + 3
+    # test shards (ARC-C and PIQA in 2 each, 3 single-shard tasks = 7 per method): 3 singles, top-2 x 7 methods
+    # (Avg, Adapt, their two tuned twins, GaC, UniTE, SAFE), top-3 x 5; + the singles' dev decodes on 5 tasks
+    assert stats["decode"] == 7 * (3 + 7 + 5) + 3 * 5
+    assert stats["tune_eta"] == 2 * 5  # the top-2's Avg and Adapt, each on 5 tasks
+    assert stats["combine"] == 3 + 2 + 5  # top-3 only: Voting on the letter tasks, MBR on the QA ones, DeePEn+both

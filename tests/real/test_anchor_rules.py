@@ -17,7 +17,10 @@ pytestmark = pytest.mark.real
 
 def _release_rule(tokenizer) -> dict[str, int]:
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    return {piece.replace("Ġ", "▁"): i for piece, i in tokenizer.get_vocab().items() if i not in special}
+    # get_vocab() comes in hash order, and Gemma-3 holds both '▁' and a literal 'Ġ', which this rule makes one string:
+    # the release keeps whichever comes last, so the outcome changes from run to run; here the higher id always wins
+    pieces = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return {piece.replace("Ġ", "▁"): i for piece, i in pieces if i not in special}
 
 
 def _kind(text: bytes) -> str:
@@ -42,6 +45,6 @@ def test_release_rule_against_decoded_bytes(real_members):
     assert (len(our_pairs), len(release_pairs)) == (46_145, 45_589)
     false = [(a, b) for a, b in release_pairs if vocabs[0].texts[a] != vocabs[1].texts[b]]
     missed = our_pairs - release_pairs
-    assert (len(false), len(missed)) == (157, 713)
+    assert (len(false), len(missed)) == (158, 714)
     kinds = collections.Counter(_kind(vocabs[0].texts[a]) for a, _ in missed)
-    assert kinds == {"multi-byte": 566, "partial UTF-8": 113, "control": 24, "tab/CR/newline": 10}
+    assert kinds == {"multi-byte": 566, "partial UTF-8": 113, "control": 24, "tab/CR/newline": 10, "other": 1}

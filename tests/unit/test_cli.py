@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from deepen.cli import main
+
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "deepen", *args], capture_output=True, text=True, timeout=300)
@@ -29,3 +33,20 @@ def test_bad_input_is_one_clear_line(pair_dirs):
     assert res.returncode == 2 and "unknown model" in res.stderr
     res = run("generate", *pair_dirs, "--prompt", "x")  # default minimum of 1000 anchors
     assert res.returncode == 2 and "fewer than the minimum of 1000" in res.stderr
+
+
+@pytest.mark.parametrize("method, flags", [
+    ("gac", ["--gate", "0.9"]), ("unite", ["--top-k", "3"]), ("safe+gac", ["--draft", "2"]), ("safe+unite", []),
+    ("safe+deepen", ["--eta", "0.5", "--min-anchors", "50", "--certify"]),
+])
+def test_every_method_takes_its_own_options(pair_dirs, capsys, method, flags):
+    status = main(["generate", *pair_dirs, "--prompt", "The cat sat on the", "--max-new-tokens", "4",
+                   "--method", method, *flags, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0 and out["method"] == method and len(out["token_ids"]) in range(1, 5)
+    assert ("eta" in out) == method.endswith("deepen")
+
+
+def test_an_option_of_another_method_is_refused(pair_dirs, capsys):
+    assert main(["generate", *pair_dirs, "--prompt", "x", "--method", "gac", "--eta", "0.3"]) == 2
+    assert "--eta is an option of deepen; --method gac does not take it" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_bytes_that_do_not_match_are_refused(fake, tmp_path, change):
     register(**({"size": len(whole) + 1} if change == "size" else {"digest": "0" * 64}))
     with pytest.raises(DeepenError, match="expected .* bytes with sha256") as err:
         embedded_gguf("fake-1m", tmp_path / "cache")
-    assert "pip install fake" in str(err.value)
+    assert "pip install --force-reinstall fake" in str(err.value)
     assert not (tmp_path / "cache" / "gguf" / "fake.gguf").exists()  # nothing half-written or unverified is kept
 
 

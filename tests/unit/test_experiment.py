@@ -36,7 +36,7 @@ def test_default_config_runs_every_method_on_every_task(experiment):
             assert experiment.methods[name].kind == "ensemble"
             assert all(name in experiment.task_methods[t] for t in config["tasks"])
     singles = [n for n, m in experiment.methods.items() if m.kind == "single"]
-    assert singles == list(config["models"])
+    assert sorted(singles) == sorted(config["models"])
 
 
 def test_decode_inputs_and_settings_follow_the_method(experiment):
@@ -80,3 +80,22 @@ def test_the_paper_configs_build(name):
     config = validated(yaml.safe_load((ROOT / "config" / name).read_text()))
     experiment = check_config(copy.deepcopy(config))
     assert experiment.methods and all(experiment.task_methods.values())
+
+
+def test_tune_eta_adds_a_dev_tuned_twin_of_each_deepen_method():
+    config = default_config()
+    ens = config["ensembles"][0]
+    ens["tune_eta"] = [0.05, 0.3]
+    experiment = check_config(validated(config))
+    name = ens["name"]
+    tuned = [n for n, m in experiment.methods.items() if m.tune]
+    assert tuned == [f"{name}.deepen.avg.tuned", f"{name}.deepen.adapt.tuned"]  # not the peers
+    test = experiment.decode_inputs(tuned[0], "test", "arc_c")
+    assert test["tuning"] == paths.TUNING.format(method=tuned[0], task="arc_c")
+    dev = experiment.tune_inputs(tuned[0], "arc_c")
+    assert "tuning" not in dev and dev["prompts"] == paths.PROMPTS.format(split="dev", task="arc_c")
+    assert experiment.decode_settings(tuned[0], "arc_c")["tune_eta"] == [0.05, 0.3]
+    assert "tune_eta" not in experiment.decode_settings(f"{name}.deepen.avg", "arc_c")
+    rows = [e["row"] for e in experiment.summary_entries() if e["task"] == "arc_c"]
+    assert rows.index(experiment.methods[tuned[0]].row) == rows.index(experiment.methods[f"{name}.deepen.avg"].row) + 1
+    assert all("dev" in splits for splits in experiment.needed_splits().values())

@@ -1,6 +1,5 @@
 """Tests for the synthetic tiny-model helpers in tests/helpers/synthetic.py."""
 
-import hashlib
 import json
 import os
 import subprocess

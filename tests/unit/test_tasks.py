@@ -4,7 +4,6 @@ split sizes, data errors, Parquet."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 

@@ -70,6 +70,10 @@ def decode_inputs(wildcards):
     return EXPERIMENT.decode_inputs(wildcards.method, wildcards.split, wildcards.task)
 
 
+def tune_inputs(wildcards):
+    return EXPERIMENT.tune_inputs(wildcards.method, wildcards.task)
+
+
 def decode_settings(wildcards):
     return EXPERIMENT.decode_settings(wildcards.method, wildcards.task)
 

@@ -20,3 +20,27 @@ rule decode:
         "../envs/deepen.yaml"
     script:
         "../scripts/decode.py"
+
+
+rule tune_eta:
+    """DeePEn with η chosen on the dev split: the task's dev questions decoded at each η of the ensemble's tune_eta
+    (the ensemble loaded once), scored, the best kept (deepen.pipeline.tune)."""
+    input:
+        unpack(tune_inputs),
+    output:
+        paths.TUNING,
+    params:
+        settings=decode_settings,
+    log:
+        paths.log("tune_eta", "{method}/{task}"),
+    benchmark:
+        paths.benchmark("tune_eta", "{method}/{task}")
+    threads: 1
+    resources:
+        mem_mb=decode_mem_mb,
+        runtime=240,
+        gpu=0,
+    conda:
+        "../envs/deepen.yaml"
+    script:
+        "../scripts/tune_eta.py"

@@ -3,6 +3,7 @@ rule summary:
     input:
         scores=EXPERIMENT.test_scores(),
         published=config["published"] or [],
+        tuning=EXPERIMENT.tuning_files(),
     output:
         parquet=paths.SUMMARY,
         markdown=report(paths.SUMMARY_MD, caption="../report/summary.rst", category="Summary"),
