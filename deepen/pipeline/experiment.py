@@ -148,8 +148,8 @@ class Experiment:
         options = self.deepen_options(ensemble) if base == "deepen" else {
             "gac": {"gate": self.config["gac"]["gate"]},
         "unite": {"k": self.config["unite"]["k"], "select": self.config["unite"]["select"]}}.get(base, {})
-        if composer == "safe":
-            options = options | {"base": base, "draft": self.config["safe"]["draft"]}
+        if composer == "safe":  # the base method is in the name (safe+<base>), its options are the base's
+            options = options | {"draft": self.config["safe"]["draft"]}
         return options
 
     def _add_ensemble(self, ens: dict) -> None:

@@ -8,6 +8,7 @@ import yaml
 
 from deepen.pipeline import paths
 from deepen.pipeline.config import check_config
+from deepen.pipeline.decode import ensemble_for
 from deepen.pipeline.experiment import method_spec, method_title
 from helpers.configs import default_config, validated
 from helpers.pipeline import ROOT
@@ -47,7 +48,7 @@ def test_decode_inputs_and_settings_follow_the_method(experiment):
     gac = experiment.decode_inputs(f"{ens}.gac.avg", "test", "arc_c")
     assert "anchors" not in gac and "weights" not in gac  # GaC needs no relative spaces; uniform weights
     settings = experiment.decode_settings(f"{ens}.safe+deepen.avg", "arc_c")
-    assert settings["method"] == "safe+deepen" and settings["options"]["base"] == "deepen"
+    assert settings["method"] == "safe+deepen" and "base" not in settings["options"]
     assert settings["options"]["eta"] == 0.15 and settings["options"]["draft"] == 5
     single = experiment.decode_settings("smollm2", "arc_c")
     assert single["members"] == ["smollm2"] and experiment.decode_inputs("smollm2", "dev", "nq").keys() == {
@@ -99,3 +100,23 @@ def test_tune_eta_adds_a_dev_tuned_twin_of_each_deepen_method():
     rows = [e["row"] for e in experiment.summary_entries() if e["task"] == "arc_c"]
     assert rows.index(experiment.methods[tuned[0]].row) == rows.index(experiment.methods[f"{name}.deepen.avg"].row) + 1
     assert all("dev" in splits for splits in experiment.needed_splits().values())
+
+
+def test_every_configured_method_builds_from_its_decode_settings(experiment, stages):
+    """What a decode job does with a method's settings, for every method of the default config and its SAFE
+    variants, on the synthetic pair's cached stages (a mismatch between the settings and a method's options fails
+    here, not hours into a run)."""
+    cached = {"models": stages["dirs"], "metas": stages["metas"], "anchors": stages["anchors"],
+              "relative": stages["relative"]}
+    names = [n for n, m in experiment.methods.items() if m.kind == "ensemble" and m.weights != "adapt"]
+    assert {experiment.methods[n].algorithm for n in names} >= {"deepen", "gac", "unite", "safe+deepen"}
+    for name in names:
+        inputs = {k: v for k, v in cached.items() if k in experiment.decode_inputs(name, "test", "arc_c")}
+        settings = dict(experiment.decode_settings(name, "arc_c"), members=stages["names"], dtype="float32")
+        settings["options"] = {k: v for k, v in settings["options"].items() if k != "select"}
+        ensemble = ensemble_for(inputs, settings)
+        assert ensemble.method_name == experiment.methods[name].algorithm
+    for composed in ("safe+gac", "safe+unite"):
+        base = experiment.method_options(composed.split("+")[1], {"eta": 0.15, "steps": 5, "mode": "fast"})
+        options = experiment.method_options(composed, {"eta": 0.15, "steps": 5, "mode": "fast"})
+        assert options == base | {"draft": 5}
