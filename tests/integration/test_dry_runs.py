@@ -10,18 +10,18 @@ def test_dry_run_default_config(tmp_path):
     work = workdir(tmp_path)
     proc = snakemake(work, "-n", "--cores", "1")
     stats = job_stats(proc.stdout)
-    # 7 methods (2 singles; one ensemble x DeePEn-Avg/-Adapt, GaC, UniTE, SAFE+DeePEn) x 6 tasks + dev decodes of the
-    # 2 singles on 6 tasks; no scaling, no sweeps (config/study.yaml has them)
+    # 7 methods (2 singles; one ensemble x DeePEn-Avg/-Adapt, GaC, UniTE, SAFE+DeePEn) x 4 tasks + dev decodes of the
+    # 2 singles on 4 tasks; no scaling, no sweeps (config/study.yaml has them)
     assert stats["materialise"] == 2 and stats["vocabulary"] == 2 and stats["anchors"] == 1 and stats["relative"] == 2
-    assert stats["prompts"] == 12 and stats["decode"] == 7 * 6 + 12 and stats["score"] == 54
-    assert stats["adapt_weights"] == 6 and stats["summary"] == 1 and stats["plots"] == 1
-    # Voting on 4 tasks, MBR on 3, DeePEn+Voting/MBR on 6; no decoding
-    assert stats["combine"] == 4 + 3 + 6
+    assert stats["prompts"] == 8 and stats["decode"] == 7 * 4 + 8 and stats["score"] == 36
+    assert stats["adapt_weights"] == 4 and stats["summary"] == 1 and stats["plots"] == 1
+    # Voting on ARC-C and PIQA, MBR on TriviaQA and NQ, DeePEn+Voting/MBR on all 4; no decoding
+    assert stats["combine"] == 2 + 2 + 4
     assert "scaling" not in stats and "sweep" not in stats and stats["all"] == 1
-    assert sum(stats.values()) == 149
+    assert sum(stats.values()) == 102
     jobs = planned_jobs(proc.stdout)
     combined = sorted(o.split(",")[0] for r, o in jobs if r == "combine")
-    assert "results/predictions/test/gemma3+smollm2.voting/gsm8k.parquet" in combined
+    assert "results/predictions/test/gemma3+smollm2.voting/piqa.parquet" in combined
     assert "results/predictions/test/gemma3+smollm2.mbr/nq.parquet" in combined
     assert "results/predictions/test/gemma3+smollm2.deepen.adapt+voting-mbr/triviaqa.parquet" in combined
     assert not any("/nq." in o for o in combined if ".voting/" in o) and not any(".mbr/arc_c" in o for o in combined)
