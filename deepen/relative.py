@@ -34,6 +34,8 @@ TEMPERATURE = 100.0
 FULL_VOCAB_RATIO = 1.25  # see RelativeSpace.__init__
 TAIL_CLUSTERS = 192  # C: clusters summarising the tail of the vocabulary
 TAIL_SAMPLE = 32  # rows averaged per cluster for its mean row (all of them when the cluster is smaller)
+#: the most memory a member's row cache grows to (a batch asks for many rows at once; see RelativeSpace.rows)
+CACHE_BYTES = 512 * 2**20
 KMEANS_SAMPLE = 16384  # tokens the k-means centroids are fitted on (every token is then assigned)
 KMEANS_ITERATIONS = 8
 _EPS = 1e-8
@@ -106,7 +108,8 @@ class RelativeSpace:
         embeddings: the member's input embedding matrix [|V|, d] (any float dtype; computed in fp32).
         anchor_ids: [|A|] this member's token id of each anchor, in the shared column order.
         temperature: the softmax scale (100 in the release).
-        cache_rows: how many computed rows to keep (LRU); 0 disables the cache.
+        cache_rows: how many computed rows to keep at least (LRU; it grows to twice a step's request, within
+            ``CACHE_BYTES``); 0 disables the cache.
         n_clusters: C, the tail clusters (see the module docstring).
         tail_sample: rows averaged per cluster for its mean row; exact for clusters no larger than this.
         exact_tail: instead, compute every token's row once: exact cluster means, and the envelopes of each cluster's
@@ -232,6 +235,8 @@ class RelativeSpace:
             return self.compute_rows(ids)
         ids_cpu = ids.detach().to("cpu", torch.long)
         if len(ids_cpu) > self._cache_cap:
+            self._grow(len(ids_cpu))
+        if len(ids_cpu) > self._cache_cap:
             return self.compute_rows(ids)
         if self._store is None:
             self._store = torch.empty(self._cache_cap, self.n_anchors, dtype=torch.float32, device=self.device)
@@ -251,6 +256,17 @@ class RelativeSpace:
             slots = self._slot_of[ids_cpu]
         self._last_used[slots] = self._clock
         return self._store[slots.to(self.device)]
+
+    def _grow(self, request: int) -> None:
+        """Make room for twice a step's request (a batch asks for rows of every one of its rows' kept tokens; the next
+        step asks for many of them again), within ``CACHE_BYTES``; the rows cached so far are dropped."""
+        cap = min(2 * request, self.vocab_size, CACHE_BYTES // (4 * self.n_anchors))
+        if cap <= self._cache_cap:
+            return
+        self._cache_cap, self._store, self._clock = cap, None, 0
+        self._slot_of.fill_(-1)
+        self._id_of = torch.full((cap,), -1, dtype=torch.long)
+        self._last_used = torch.zeros(cap, dtype=torch.long)
 
     # -- summaries kept in the relative cache --------------------------------------------------------------------
     def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor, bounds: TailBounds | None = None) -> None:

@@ -1,6 +1,7 @@
 """P2: the members read the ensemble's text through their KV caches (``deepen.sync``) instead of re-running every
-assistant on the whole sequence each step as the release does. The members alone gain from their own KV caches
-what a cache can give on this machine; the ensemble's gain is measured against that, at growing lengths."""
+assistant on the whole sequence each step as the release does. Each member alone, greedy with and without its own
+KV cache (transformers' ``generate``), gains what a cache can give on this machine; the ensemble's gain is measured
+against that, at growing lengths."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from deepen.bench.timing import interleaved, log
 
 
 def generate(ens: Ensemble, tokens: int):
-    return lambda: ens.generate([PROMPT], max_new_tokens=tokens, ignore_eos=True)[0]
+    return lambda: ens.generate([PROMPT], max_new_tokens=tokens, ignore_eos=True)[0].token_ids
 
 
-def at_length(pairs: dict[str, tuple[Ensemble, Ensemble]], tokens: int, repeats: int) -> dict:
+def alone(member, tokens: int, use_cache: bool):
+    """The member's own greedy loop, with its KV cache or re-reading the whole sequence each step."""
+    ids = member.tokenizer(PROMPT, return_tensors="pt").to(member.device)
+    settings = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "use_cache": use_cache,
+                "pad_token_id": member.tokenizer.pad_token_id or member.tokenizer.eos_token_id}
+    return lambda: member.model.generate(**ids, **settings)[0, ids["input_ids"].shape[1]:].tolist()
+
+
+def at_length(pairs: dict[str, tuple], tokens: int, repeats: int) -> dict:
     """Seconds of each (cache, re-prefill) pair, interleaved, and whether both gave the same tokens."""
-    same = {n: generate(c, tokens)().token_ids == generate(r, tokens)().token_ids for n, (c, r) in pairs.items()}
-    fns = {f"{n}:{kind}": generate(e, tokens) for n, pair in pairs.items() for kind, e in zip(("cache", "reprefill"), pair)}
+    runs = {n: tuple(make(tokens) for make in pair) for n, pair in pairs.items()}
+    same = {n: cache() == reprefill() for n, (cache, reprefill) in runs.items()}
+    fns = {f"{n}:{kind}": fn for n, pair in runs.items() for kind, fn in zip(("cache", "reprefill"), pair)}
     s = interleaved(fns, repeats)
     members = [n for n in pairs if n != "ensemble"]
     alone_gain = sum(s[f"{n}:reprefill"] for n in members) / sum(s[f"{n}:cache"] for n in members)
@@ -28,9 +38,9 @@ def at_length(pairs: dict[str, tuple[Ensemble, Ensemble]], tokens: int, repeats:
 def run(members, alone_members, *, lengths: list[int], repeats: int, min_anchors: int) -> dict:
     ens = Ensemble(members, min_anchors=min_anchors, progress=False)
     shared = {"anchors": ens.method.anchors, "spaces": ens.method.spaces}
-    pairs = {"ensemble": (ens, Ensemble(members, sync="reprefill", progress=False, **shared))}
-    pairs |= {m.name: (Ensemble([m], progress=False), Ensemble([m], sync="reprefill", progress=False))
-              for m in alone_members}
+    reprefill = Ensemble(members, sync="reprefill", progress=False, **shared)
+    pairs = {"ensemble": (lambda n: generate(ens, n), lambda n: generate(reprefill, n))}
+    pairs |= {m.name: (lambda n, m=m: alone(m, n, True), lambda n, m=m: alone(m, n, False)) for m in alone_members}
     out = []
     for tokens in lengths:
         log(f"resync: {tokens} tokens, cache vs re-prefill")

@@ -65,19 +65,16 @@ class SAFE:
         texts = [[batch.draft_text(b, d[:k]) for k in range(len(d) + 1)] for b, d in zip(batch.active, drafts)]
         verified = [self._verify(batch, i, texts) for i in range(1, len(self.members))]
         tick = time.perf_counter()
-        pieces, ensembled = [], []
-        for j, draft in enumerate(drafts):
-            k = self._first_needing_ensemble(j, draft, draft_logits, verified)
-            if k is None:
-                pieces.append([Piece(token=t) for t in draft])
-                ensembled.append(False)
-                continue
-            logits = [draft_logits[k][j : j + 1]] + [v[j][k][None] for v in verified]
-            chosen = self.base.decide(logits, None, batch.clock).pieces[0]
-            pieces.append([Piece(token=t) for t in draft[:k]] + chosen)
-            ensembled.append(True)
+        first = [self._first_needing_ensemble(j, d, draft_logits, verified) for j, d in enumerate(drafts)]
+        pieces = [[Piece(token=t) for t in d[: len(d) if k is None else k]] for d, k in zip(drafts, first)]
+        rows = [(j, k) for j, k in enumerate(first) if k is not None]
+        if rows:  # the base method decides every row that needs it in one batch
+            logits = [torch.stack([draft_logits[k][j] for j, k in rows])]
+            logits += [torch.stack([v[j][k] for j, k in rows]) for v in verified]
+            for (j, _), chosen in zip(rows, self.base.decide(logits, None, batch.clock).pieces):
+                pieces[j] += chosen
         batch.clock["fuse"] += time.perf_counter() - tick
-        return StepOutput(pieces, None, ensembled)
+        return StepOutput(pieces, None, [k is not None for k in first])
 
     # -- the draft -----------------------------------------------------------------------------------------------
     def _draft(self, batch: Batch) -> tuple[list[list[int]], list[torch.Tensor]]:

@@ -255,6 +255,16 @@ _SP_CHAT_TEMPLATE = (
 )
 
 
+def _wrap(tk: Tokenizer, *, bos: str, eos: str, unk: str, pad: str, specials, add_bos: bool,
+          chat_template) -> PreTrainedTokenizerFast:
+    """A transformers tokenizer around ``tk`` with the given special tokens (no EOS appended, no clean-up)."""
+    extra = {"additional_special_tokens": specials} if specials else {}
+    extra |= {"chat_template": chat_template} if chat_template else {}
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos, eos_token=eos, unk_token=unk, pad_token=pad,
+                                   add_bos_token=add_bos, add_eos_token=False, clean_up_tokenization_spaces=False,
+                                   model_max_length=2048, **extra)
+
+
 def make_bytelevel_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """GPT-2 / SmolLM2 style byte-level BPE (``len(tok) == vocab_size``).
 
@@ -262,19 +272,8 @@ def make_bytelevel_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     ``<|pad|>``; then the 256 byte characters; then merges. No BOS is added.
     """
     tk = Tokenizer.from_str(_bytelevel_json(vocab_size))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|pad|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-        add_bos_token=False,
-        add_eos_token=False,
-        clean_up_tokenization_spaces=False,
-        model_max_length=2048,
-        chat_template=_BYTELEVEL_CHAT_TEMPLATE,
-    )
+    return _wrap(tk, bos="<|endoftext|>", eos="<|endoftext|>", unk="<|endoftext|>", pad="<|pad|>",
+                 specials=["<|im_start|>", "<|im_end|>"], add_bos=False, chat_template=_BYTELEVEL_CHAT_TEMPLATE)
 
 
 # Characters the SentencePiece-style tokenizer may learn; everything else
@@ -340,19 +339,8 @@ def make_sentencepiece_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFa
     ``<bos>`` is prepended automatically (``add_special_tokens=True``).
     """
     tk = Tokenizer.from_str(_sentencepiece_json(vocab_size))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
-        add_bos_token=True,
-        add_eos_token=False,
-        clean_up_tokenization_spaces=False,
-        model_max_length=2048,
-        chat_template=_SP_CHAT_TEMPLATE,
-    )
+    return _wrap(tk, bos="<bos>", eos="<eos>", unk="<unk>", pad="<pad>", specials=["<start_of_turn>", "<end_of_turn>"],
+                 add_bos=True, chat_template=_SP_CHAT_TEMPLATE)
 
 
 @functools.lru_cache(maxsize=None)
@@ -380,17 +368,8 @@ def make_plain_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     training (e.g. most emoji) become ``[UNK]``, so round trips are lossy for them.
     """
     tk = Tokenizer.from_str(_plain_json(vocab_size))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="[BOS]",
-        eos_token="[EOS]",
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        add_bos_token=True,
-        add_eos_token=False,
-        clean_up_tokenization_spaces=False,
-        model_max_length=2048,
-    )
+    return _wrap(tk, bos="[BOS]", eos="[EOS]", unk="[UNK]", pad="[PAD]", specials=None, add_bos=True,
+                 chat_template=None)
 
 
 def make_tokenizer(style: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:

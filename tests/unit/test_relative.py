@@ -34,8 +34,23 @@ def test_row_cache_returns_the_same_rows_through_evictions():
     for _ in range(30):
         ids = torch.randperm(500, generator=g)[: int(torch.randint(1, 40, (1,), generator=g))]
         assert torch.equal(space.rows(ids), ref[ids]) or torch.allclose(space.rows(ids), ref[ids], atol=1e-7)
-    too_many = torch.arange(100)  # more than the cache holds: computed directly
-    assert torch.allclose(space.rows(too_many), ref[too_many], atol=1e-7)
+    batch_request = torch.arange(100)  # a batch asks for more than the cache holds: it grows to twice the request
+    assert torch.allclose(space.rows(batch_request), ref[batch_request], atol=1e-7)
+    assert space._cache_cap == 200
+    computed = space.rows_computed
+    assert torch.allclose(space.rows(batch_request.flip(0)), ref[batch_request.flip(0)], atol=1e-7)
+    assert space.rows_computed == computed  # the next step's rows come from the cache
+
+
+def test_row_cache_grows_within_its_byte_ceiling(monkeypatch):
+    monkeypatch.setattr("deepen.relative.CACHE_BYTES", 4 * 167 * 60)  # room for 60 rows of 167 anchors
+    space = RelativeSpace(torch.randn(500, 16, generator=torch.Generator().manual_seed(2)), torch.arange(0, 500, 3),
+                          cache_rows=40)
+    ref = space.dense()
+    ids = torch.arange(100)
+    assert torch.allclose(space.rows(ids), ref[ids], atol=1e-7)
+    assert space._cache_cap == 60  # grew, but not past the ceiling; the request is computed directly
+    assert torch.allclose(space.rows(ids[:50]), ref[:50], atol=1e-7)
 
 
 def test_tail_clusters_mean_rows_and_table_round_trip():
