@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mass", type=float, default=None,
                    help=f"DeePEn fast mode: probability mass the rows must cover (default {FusionConfig.mass})")
     g.add_argument("--row-cache", type=int, default=None,
-                   help="DeePEn fast mode: relative rows kept per member (~185 KB each at 46k anchors; 0 = none; default 128)")
+                   help="DeePEn fast mode: relative rows kept per member, at least: the cache grows to twice a step's "
+                        "request within 512 MiB (~185 KB a row at 46k anchors; 0 = none; default 128)")
     g.add_argument("--sync", choices=("cache", "reprefill"), default="cache")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16")

@@ -54,7 +54,7 @@ class DeePEn:
         sync: how members are kept in sync ('cache' or the release's 'reprefill'); fast mode skips steps lazily
             only with the cache.
         max_dense_bytes: paper mode's memory budget (default: 90% of the memory available now).
-        row_cache: relative rows kept per member in fast mode.
+        row_cache: relative rows kept per member in fast mode, at least (the cache grows with the batch).
     """
 
     def __init__(self, members, *, weights=None, eta: float = FusionConfig.eta, steps: int = FusionConfig.steps,
