@@ -165,13 +165,8 @@ class RelativeSpace:
             self._reads = "copy"
             unit = self.embeddings[anchor_rows].float() / self._anchor_norms[:, None]
             self.anchor_unit_t = unit.T.contiguous()  # [d, |A|]
-        self._cache_cap = int(cache_rows)
         self.rows_computed = 0  # rows computed from scratch so far (the benchmark's cost counter)
-        self._slot_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
-        self._id_of = torch.full((max(self._cache_cap, 0),), -1, dtype=torch.long)
-        self._last_used = torch.zeros(max(self._cache_cap, 0), dtype=torch.long)
-        self._clock = 0
-        self._store = None
+        self._empty_cache(int(cache_rows))
         self._n_clusters = int(n_clusters)
         self._tail_sample = int(tail_sample)
         self.exact_tail = bool(exact_tail)
@@ -261,12 +256,15 @@ class RelativeSpace:
         """Make room for twice a step's request (a batch asks for rows of every one of its rows' kept tokens; the next
         step asks for many of them again), within ``CACHE_BYTES``; the rows cached so far are dropped."""
         cap = min(2 * request, self.vocab_size, CACHE_BYTES // (4 * self.n_anchors))
-        if cap <= self._cache_cap:
-            return
+        if cap > self._cache_cap:
+            self._empty_cache(cap)
+
+    def _empty_cache(self, cap: int) -> None:
+        """An empty LRU row cache of ``cap`` rows (its store is allocated on first use)."""
         self._cache_cap, self._store, self._clock = cap, None, 0
-        self._slot_of.fill_(-1)
-        self._id_of = torch.full((cap,), -1, dtype=torch.long)
-        self._last_used = torch.zeros(cap, dtype=torch.long)
+        self._slot_of = torch.full((self.vocab_size,), -1, dtype=torch.long)
+        self._id_of = torch.full((max(cap, 0),), -1, dtype=torch.long)
+        self._last_used = torch.zeros(max(cap, 0), dtype=torch.long)
 
     # -- summaries kept in the relative cache --------------------------------------------------------------------
     def _set_tail(self, cluster: torch.Tensor, rows: torch.Tensor, bounds: TailBounds | None = None) -> None:

@@ -24,5 +24,6 @@ both sides. Each figure is a median over ``--repeats`` runs. The sections and th
                  members, on prompts from all six tasks, capped anchors                                 >= 99.5%
 
 ``results/bench.json`` holds each section's figures with the machine, commit, command and time it ran;
-``results/bench.md`` is the table (docs/performance.md shows the latest).
+``results/bench.md`` is the table. Both are run outputs (not committed); the run docs/performance.md reports is kept
+as docs/bench.{json,md}.
 """

@@ -17,8 +17,9 @@ def generate(ens: Ensemble, tokens: int):
 def alone(member, tokens: int, use_cache: bool):
     """The member's own greedy loop, with its KV cache or re-reading the whole sequence each step."""
     ids = member.tokenizer(PROMPT, return_tensors="pt").to(member.device)
+    pad = member.tokenizer.pad_token_id
     settings = {"max_new_tokens": tokens, "min_new_tokens": tokens, "do_sample": False, "use_cache": use_cache,
-                "pad_token_id": member.tokenizer.pad_token_id or member.tokenizer.eos_token_id}
+                "pad_token_id": member.tokenizer.eos_token_id if pad is None else pad}
     return lambda: member.model.generate(**ids, **settings)[0, ids["input_ids"].shape[1]:].tolist()
 
 
