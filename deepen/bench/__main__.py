@@ -72,7 +72,8 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def section(name: str, args, members, alone, device: str) -> dict:
+def section(name: str, args, members, alone, device: str, last: dict | None) -> dict:
+    """One section's figures; ``last`` is the previous run's figures for it (the agreement grid keeps its cells)."""
     quick = args.quick
     if name == "speed":
         return speed.run(members, alone, batch=4 if quick else args.batch, tokens=args.tokens, repeats=args.repeats,
@@ -92,7 +93,8 @@ def section(name: str, args, members, alone, device: str) -> dict:
                          tokens=4 if quick else args.p6_tokens,
                          etas=[float(x) for x in args.p6_etas.split(",")][: 1 if quick else None],
                          steps_list=[int(x) for x in args.p6_steps.split(",")][: 1 if quick else None],
-                         questions=4 if quick else 40, progress=lambda cell: log(f"agreement cell: {cell}"))
+                         questions=4 if quick else 40, commit=commit(), previous=last,
+                         progress=lambda cell: log(f"agreement cell: {cell}"))
 
 
 def previous(out: Path, members: list[str]) -> dict:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "agreement" and args.random_weights:
             continue  # random models' agreement says nothing
         started = time.strftime("%Y-%m-%d %H:%M:%S")
-        figures = section(name, args, members, alone, device)
+        figures = section(name, args, members, alone, device, res["sections"].get(name))
         figures["meta"] = {"when": started, "commit": commit(), "device": device, "quick": args.quick,
                            "random_weights": args.random_weights, "dtype": str(members[0].model.dtype)[6:],
                            "command": "python -m deepen.bench " + " ".join(argv if argv is not None else sys.argv[1:])}

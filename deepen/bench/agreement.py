@@ -102,14 +102,34 @@ def arc_accuracy(members, anchors: int, questions: int) -> dict:
     return acc | {"questions": len(rows)}
 
 
-def run(members, *, anchors: int, per_task: int, tokens: int, etas, steps_list, questions: int, progress=None) -> dict:
+def _key(cell: dict) -> tuple:
+    return tuple(cell["order"]), cell["eta"], cell["steps"]
+
+
+def merged(grid: list[dict], previous: dict | None, settings: dict) -> list[dict]:
+    """This run's cells plus the cells of ``previous`` (the last run's agreement section) that this run did not redo,
+    where both ran with the same ``settings`` (anchors, prompts, tokens): a grid measured over several runs. Every
+    cell carries the commit it was measured at."""
+    if not previous or any(previous.get(k) != v for k, v in settings.items()):
+        return grid
+    done = {_key(c) for c in grid}
+    kept = [c | {"commit": c.get("commit", previous["meta"]["commit"])} for c in previous["grid"] if _key(c) not in done]
+    first = grid[0]["order"] if grid else None
+    return sorted(kept + grid, key=lambda c: (c["order"] != first, c["eta"], c["steps"]))
+
+
+def run(members, *, anchors: int, per_task: int, tokens: int, etas, steps_list, questions: int, commit: str,
+        previous: dict | None = None, progress=None) -> dict:
+    """P6 over the grid ``etas`` x ``steps_list``, merged with ``previous``'s cells for the settings this run shares."""
     prompts = [r for t in TASKS for r in build_prompts(t, limit=per_task)]
     log(f"agreement: {len(prompts)} prompts, {tokens} tokens, η {list(etas)} x T {list(steps_list)}, both orders")
     grid = agreement_grid(members, prompts, anchors=anchors, etas=etas, steps_list=steps_list, tokens=tokens,
                           variants={"topk256": {"topk": 256}}, progress=progress)
+    settings = {"anchors": anchors, "prompts": len(prompts), "tokens": tokens}
+    grid = merged([c | {"commit": commit} for c in grid], previous, settings)
     share = {name: min(c["agree"][name] / max(c["compared"], 1) for c in grid) for name in grid[0]["agree"]}
     certified = sum(c["certified_counts"].get("uncertified", 0) == 0 and c["agree"]["certified"] == c["compared"]
                     for c in grid)
-    return {"anchors": anchors, "prompts": len(prompts), "tokens": tokens, "grid": grid,
-            "P6": share["fast"], "worst_cell_share": share, "cells_certified_all_agree": certified,
-            "cells": len(grid), "arc_c_accuracy": arc_accuracy(members, anchors, questions)}
+    return settings | {"grid": grid, "P6": share["fast"], "worst_cell_share": share,
+                       "cells_certified_all_agree": certified, "cells": len(grid),
+                       "arc_c_accuracy": arc_accuracy(members, anchors, questions)}
