@@ -9,10 +9,14 @@ sequence every step, one row at a time): slow, kept as the reference for tests a
 decoder is resynchronised like ``CachedRunner`` (with its own batch layout, see the class).
 
 Batch layout of ``CachedRunner``'s cache: each row is [left padding][its real tokens], all rows the same length.
-Rows that change by different amounts are handled without ever leaving stale entries between real tokens: the cache is
-cropped by the largest amount any row must drop, every row re-feeds what it lost beyond its own need, and the new
-chunk is padded on the right; those right pads are cropped again before the next forward. So each real token only
-ever attends to left padding (masked) and real tokens, exactly as in ordinary left-padded batched generation.
+Rows change by different amounts (an assistant's re-encoding may take back a token and feed two). The cache is cropped
+by the largest amount any row must drop and every row re-feeds what it lost beyond its own need; a row that feeds
+fewer tokens than the widest is padded on the left inside the chunk, so masked slots (holes) lie between its real
+tokens and nothing is left to crop: the next step feeds one token per row again. Padding those rows on the right
+instead would leave pads at the end that the next step must crop, which makes every other row re-feed, step after
+step. A sliding-window layer counts cache slots, so holes inside its window would hide real tokens: with such layers
+holes are used only while the whole cache fits in the window; beyond it a holey cache is re-read from scratch once
+and chunks are padded on the right (those pads are cropped before the next forward).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class CachedRunner:
         self.cache = None
         self.ids: list[list[int]] = []
         self.mask: torch.Tensor | None = None
-        self.garbage: list[int] = []  # right-padding slots at the end of each row, cropped before the next forward
+        self.holes = False  # whether masked slots lie between real tokens (left padding inside a chunk)
         self.last_width = 0
         self.tokens_fed = 0  # counts real tokens fed (for benchmarks)
 
@@ -111,7 +115,7 @@ class CachedRunner:
         positions = [[0] * (width - len(r)) + list(range(len(r))) for r in ids]
         logits = self._forward(chunk, cmask, positions, width - min(s + width - len(r) for s, r in zip(start, ids)))
         self.ids = [list(r) for r in ids]
-        self.garbage = [0] * len(ids)
+        self.holes = False
         return logits
 
     def step(self, ids: list[list[int]]) -> torch.Tensor:
@@ -128,8 +132,10 @@ class CachedRunner:
         check_length(ids, self.max_len)
         # keep the common prefix, but always feed at least one token (and the tokens from `start`)
         keep = [min(common_prefix(old, new), len(new) - 1, s) for old, new, s in zip(self.ids, ids, start)]
-        drop = [len(old) - k + g for old, k, g in zip(self.ids, keep, self.garbage)]
-        crop = max(drop)
+        # per row, the cache slots after its last kept token (its real tokens are where the mask is 1)
+        filled = self.mask.cumsum(1)
+        ends = [int((filled[b] < k).sum()) + 1 if k else 0 for b, k in enumerate(keep)]
+        crop = self.mask.shape[1] - min(ends)
         if crop > self.last_width and self._has_sliding():
             # a sliding-window layer only recorded the last forward's states: roll back by re-reading from scratch
             logits = self._prefill(ids, start)
@@ -138,15 +144,19 @@ class CachedRunner:
             self.cache.crop(-crop)
         if crop:
             self.mask = self.mask[:, : self.mask.shape[1] - crop]
-        rows = []
-        for new, k, d in zip(ids, keep, drop):
-            lost = crop - d  # tokens of the kept prefix the global crop removed from this row
-            refeed = min(lost, k)
-            rows.append((lost - refeed, k - refeed, new[k - refeed :]))  # (left pads, first position, tokens)
-        width = max(p + len(t) for p, _, t in rows)
+        # each row keeps the real tokens left in its slots and feeds the rest of its ids
+        kept = self.mask.sum(1).tolist() if self.mask.shape[1] else [0] * len(ids)
+        width = max(len(new) - k for new, k in zip(ids, kept))
+        holes = self._holes_fit(width)
+        if self.holes and not holes:  # the window would pass over holes: re-read from scratch, compact
+            logits = self._prefill(ids, start)
+            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
         chunk, cmask, positions, need = [], [], [], []
-        for (pads, first, toks), s in zip(rows, start):
-            right = width - pads - len(toks)
+        for new, first, s in zip(ids, kept, start):
+            toks = new[first:]
+            # left: masked slots between real tokens (holes), nothing to crop next step; right: pads to crop
+            pads, right = (width - len(toks), 0) if holes else (0, width - len(toks))
+            self.holes |= pads > 0
             chunk.append([self.pad_id] * pads + toks + [self.pad_id] * right)
             cmask.append([0] * pads + [1] * len(toks) + [0] * right)
             positions.append([0] * pads + list(range(first, first + len(toks))) + [first + len(toks)] * right)
@@ -154,8 +164,16 @@ class CachedRunner:
         keep_cols = width - min(lo for lo, _ in need)
         logits = self._forward(chunk, cmask, positions, keep_cols)
         self.ids = [list(r) for r in ids]
-        self.garbage = [width - p - len(t) for p, _, t in rows]
         return [lg[lo - (width - keep_cols): hi - (width - keep_cols)] for lg, (lo, hi) in zip(logits, need)]
+
+    def _holes_fit(self, width: int) -> bool:
+        """Whether a chunk of ``width`` may be padded on the left (leaving masked holes between real tokens): always
+        for full attention, which masks them exactly; with sliding-window layers only while the whole cache stays
+        within the window, since a window counts cache slots and holes inside it would hide real tokens."""
+        if not self._has_sliding():
+            return True
+        window = getattr(self.model.config, "sliding_window", None)
+        return window is not None and self.mask.shape[1] + width <= window
 
     def select(self, rows: list[int]) -> None:
         """Keep only ``rows`` of the batch (finished rows leave)."""
@@ -165,7 +183,6 @@ class CachedRunner:
         self.cache.batch_select_indices(idx)
         self.mask = self.mask[idx]
         self.ids = [self.ids[i] for i in rows]
-        self.garbage = [self.garbage[i] for i in rows]
 
 
 class EncoderDecoderRunner:

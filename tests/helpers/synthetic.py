@@ -57,6 +57,8 @@ from tokenizers import (
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     M2M100Config,
@@ -471,6 +473,21 @@ def make_tiny_llama(
         if hasattr(gc, attr):
             setattr(gc, attr, None)
     model.eval()
+    return model
+
+
+def make_tiny_sliding(tokenizer, window: int, seed: int = 0) -> Gemma3ForCausalLM:
+    """Random tiny Gemma-3 (a sliding-window layer of ``window`` slots, then a full-attention layer), fp32, eval mode:
+    for the cache's layout around sliding windows."""
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=window,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(config).to(torch.float32).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # larger than the default init, so that logits differ visibly
+            p.normal_(0.0, 0.3)
     return model
 
 

@@ -7,6 +7,7 @@ import torch
 
 from deepen import DeepenError, Ensemble, load_member
 from deepen.sync import CachedRunner, common_prefix
+from helpers import synthetic
 
 PROMPTS = [
     "The cat sat on the",
@@ -71,6 +72,29 @@ def test_cached_runner_matches_a_fresh_forward_after_arbitrary_edits(pair):
             with torch.no_grad():
                 ref = member.model(input_ids=torch.tensor([r])).logits[0, -1]
             assert torch.allclose(got[b], ref, atol=1e-4), b
+
+
+def test_cached_runner_holes_never_enter_a_sliding_window(pair):
+    """A sliding window counts cache slots: rows padded on the left inside a chunk (holes) must be compacted before the
+    window would reach them. Rows grow past a 64-slot window; every step's logits equal a fresh forward's."""
+    tok = pair[1].tokenizer
+    model = synthetic.make_tiny_sliding(tok, window=64)
+    rng = random.Random(0)
+    rows = [tok(p)["input_ids"] for p in PROMPTS]
+    runner = CachedRunner(model, pad_id=0)
+    runner.prefill(rows)
+    holey, widths = [], []
+    for _ in range(20):
+        rows = [r[: len(r) - rng.randint(0, 1)] + [rng.randrange(10, len(tok)) for _ in range(rng.randint(1, 3))]
+                for r in rows]
+        got = runner.step(rows)
+        holey.append(runner.holes)
+        widths.append(runner.mask.shape[1])
+        for b, r in enumerate(rows):
+            with torch.no_grad():
+                ref = model(input_ids=torch.tensor([r])).logits[0, -1]
+            assert torch.allclose(got[b], ref, atol=1e-4), b
+    assert any(holey) and not holey[-1] and max(widths) > 64  # holes used, then compacted past the window
 
 
 def test_common_prefix():
