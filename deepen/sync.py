@@ -127,30 +127,27 @@ class CachedRunner:
         each row's logits at its positions start[b] .. len(ids[b]) - 1, [len - start, V] (what a verifier of a draft
         needs: its distribution after every token of the draft)."""
         if self.cache is None:
-            logits = self._prefill(ids, start)
-            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
+            return self._reread(ids, start)
         check_length(ids, self.max_len)
         # keep the common prefix, but always feed at least one token (and the tokens from `start`)
         keep = [min(common_prefix(old, new), len(new) - 1, s) for old, new, s in zip(self.ids, ids, start)]
         # per row, the cache slots after its last kept token (its real tokens are where the mask is 1)
-        filled = self.mask.cumsum(1)
-        ends = [int((filled[b] < k).sum()) + 1 if k else 0 for b, k in enumerate(keep)]
-        crop = self.mask.shape[1] - min(ends)
+        keep_t = torch.tensor(keep, device=self.mask.device)
+        ends = (self.mask.cumsum(1) < keep_t[:, None]).sum(1) + (keep_t > 0)
+        crop = self.mask.shape[1] - int(ends.min())
         if crop > self.last_width and self._has_sliding():
             # a sliding-window layer only recorded the last forward's states: roll back by re-reading from scratch
-            logits = self._prefill(ids, start)
-            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
+            return self._reread(ids, start)
         if self.rollback or crop:
             self.cache.crop(-crop)
         if crop:
             self.mask = self.mask[:, : self.mask.shape[1] - crop]
         # each row keeps the real tokens left in its slots and feeds the rest of its ids
-        kept = self.mask.sum(1).tolist() if self.mask.shape[1] else [0] * len(ids)
+        kept = self.mask.sum(1).tolist()
         width = max(len(new) - k for new, k in zip(ids, kept))
         holes = self._holes_fit(width)
         if self.holes and not holes:  # the window would pass over holes: re-read from scratch, compact
-            logits = self._prefill(ids, start)
-            return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
+            return self._reread(ids, start)
         chunk, cmask, positions, need = [], [], [], []
         for new, first, s in zip(ids, kept, start):
             toks = new[first:]
@@ -165,6 +162,11 @@ class CachedRunner:
         logits = self._forward(chunk, cmask, positions, keep_cols)
         self.ids = [list(r) for r in ids]
         return [lg[lo - (width - keep_cols): hi - (width - keep_cols)] for lg, (lo, hi) in zip(logits, need)]
+
+    def _reread(self, ids: list[list[int]], start: list[int]) -> list[torch.Tensor]:
+        """``span`` by reading every row from scratch (a fresh cache)."""
+        logits = self._prefill(ids, start)
+        return [lg[lg.shape[0] - (len(r) - s):] for lg, r, s in zip(logits, ids, start)]
 
     def _holes_fit(self, width: int) -> bool:
         """Whether a chunk of ``width`` may be padded on the left (leaving masked holes between real tokens): always
