@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"DeePEn: search iterations per token (T; default {FusionConfig.steps})")
     g.add_argument("--weights", type=_weights, default=None, help="one per member, e.g. 0.6,0.4 (default uniform)")
     g.add_argument("--mode", choices=("fast", "paper"), default=None, help=f"DeePEn (default {FusionConfig.mode})")
-    g.add_argument("--certify", action="store_true", default=None,
-                   help="DeePEn fast mode: prove every fused token is paper mode's (docs/method.md)")
+    g.add_argument("--certify", action=argparse.BooleanOptionalAction, default=None,
+                   help="DeePEn fast mode: prove every fused token is paper mode's (docs/method.md); default: only at "
+                   "the η / T where plain fast mode was not measured exact")
     g.add_argument("--gate", type=float, default=None, help="GaC: ensemble only where the main model's top "
                    "probability is below this (default 0.5)")
     g.add_argument("--top-k", dest="unite_k", type=int, default=None,
@@ -172,7 +173,7 @@ def cmd_generate(args) -> int:
             "seconds": round(out.seconds, 4), "members": [m.name for m in members], "main": members[0].name,
             "method": args.method, "options": {k: v for k, v in options.items() if k != "weights"},
             **({} if fusion is None else {"mode": fusion.mode, "eta": fusion.eta, "steps": fusion.steps,
-                                          "certify": fusion.certify}),
+                                          "certified": fusion.certifies, "certificate": ensemble.certificate}),
             "weights": args.weights or [1 / len(members)] * len(members), "ensembled": out.ensembled,
             "anchors": None if anchors is None else len(anchors),
             "setup_seconds": round(setup, 2), "generate_seconds": round(seconds, 3),

@@ -78,6 +78,13 @@ class Ensemble:
                         **(reuse | self.options | changes))
 
     @property
+    def certificate(self) -> dict:
+        """Certified fast mode's tally of fused steps so far: certified (proven by its bounds), escalated, exact (paper
+        mode's arithmetic), uncertified (fast mode's token, unproven); {} where no step was certified."""
+        fuser = getattr(getattr(self.method, "base", self.method), "fuser", None)  # safe+deepen: DeePEn underneath
+        return dict(fuser.counts) if fuser is not None else {}
+
+    @property
     def main(self) -> Member:
         return self.members[0]
 

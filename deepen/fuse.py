@@ -23,7 +23,8 @@ Two ways to run it:
   overtake it. Only when more than ``max_contenders`` tokens are within reach (a flat distribution) are the lowest
   left out, and that row cannot be certified.
 
-**Certified** fast mode (``certify``) proves each fused row's choice with bounds on paper mode's search
+**Certified** fast mode (``certify``; by default only at the (η, T) where plain fast mode was not measured exact,
+``deepen.exactness``) proves each fused row's choice with bounds on paper mode's search
 (``deepen.certify``). A row the bounds cannot settle is redone with a larger kept set (``ESCALATION``: more of each
 member's tokens exact, less in the tail), then, where the dense matrices fit in memory, with paper mode's arithmetic;
 a row still unsettled keeps fast mode's choice and is counted as uncertified (``Fuser.counts``).
@@ -43,6 +44,7 @@ import torch
 
 from deepen.certify import certified_choice, interval_search, target_bounds
 from deepen.errors import DeepenError
+from deepen.exactness import certifies
 from deepen.relative import RelativeSpace
 from deepen.search import reachable_gap, search
 
@@ -61,7 +63,9 @@ class FusionConfig:
         mode: 'fast' (default) or 'paper'.
         topk: fast mode, most rows computed per member and row.
         mass: fast mode, keep a member's top tokens until they cover this much probability.
-        certify: fast mode, prove each fused row's choice against paper mode's, escalating where it cannot.
+        certify: fast mode, prove each fused row's choice against paper mode's, escalating where it cannot: True,
+            False, or "auto" (only at the (η, T) the agreement grid did not find plain fast mode exact at;
+            ``deepen.exactness``).
         max_contenders: fast mode, most tokens kept as possible winners of one row (memory: one relative row each).
     """
 
@@ -71,7 +75,7 @@ class FusionConfig:
     mode: str = "fast"
     topk: int = 64
     mass: float = 0.999
-    certify: bool = False
+    certify: bool | str = "auto"
     max_contenders: int = 1024
 
     def validate(self, n_members: int) -> "FusionConfig":
@@ -84,6 +88,8 @@ class FusionConfig:
         for name in ("topk", "max_contenders"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise DeepenError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not (isinstance(self.certify, bool) or self.certify == "auto"):
+            raise DeepenError(f"certify must be True, False or 'auto', got {self.certify!r}")
         if not (isinstance(self.mass, (int, float)) and 0 < self.mass <= 1):
             raise DeepenError(f"mass must be in (0, 1], got {self.mass!r}")
         if self.weights is not None:
@@ -95,6 +101,11 @@ class FusionConfig:
             if abs(sum(w) - 1.0) > 1e-6:
                 raise DeepenError(f"weights must sum to 1, got {w} (sum {sum(w):.6g})")
         return self
+
+    @property
+    def certifies(self) -> bool:
+        """Whether fused steps are certified under these settings (``certify`` resolved for this mode, η and T)."""
+        return certifies(self.certify, self.mode, self.eta, self.steps)
 
     def member_weights(self, n_members: int) -> list[float]:
         return list(self.weights) if self.weights is not None else [1.0 / n_members] * n_members
@@ -247,6 +258,9 @@ class Fuser:
     def choose_certified(self, main_logits, probs, allowed=None):
         """Certified fast mode: every fused row proven at the first kept set, or at a larger one, or decided with
         paper mode's arithmetic (where the dense matrices fit), else fast mode's choice (counted uncertified)."""
+        if not all(s.exact_tail for s in self.spaces):
+            raise DeepenError(f"certified fast mode (certify={self.config.certify!r} at η {self.config.eta}, T "
+                              f"{self.config.steps}) needs relative spaces built with exact_tail=True")
         free, restricted, settled = self._certified(main_logits, probs, allowed, self.config)
         self.counts["certified"] += int(settled.sum())
         for topk_factor, mass_factor in ESCALATION:
@@ -284,7 +298,7 @@ class Fuser:
         ``probs[0]`` is the main model's own distribution. Returns (free choice [B], restricted choice [B] or None).
         The release's skip rules (eta == 0, main argmax EOS) are applied by the caller, which then does not fuse."""
         self.fused += len(main_logits)
-        if self.config.mode == "fast" and self.config.certify:
+        if self.config.certifies:
             return self.choose_certified(main_logits, probs, allowed)
         if self.config.mode == "paper":
             ids, fused = None, self.fuse_paper(main_logits, probs)

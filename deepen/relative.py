@@ -404,7 +404,7 @@ class RelativeSpace:
         if "tail_lower" in table.column_names:
             bounds = TailBounds(_matrix(table, "tail_lower"), _matrix(table, "tail_upper"),
                                 torch.from_numpy(table["own_row"].to_numpy().copy()),
-                                tail_cluster[torch.from_numpy(table["anchor_id"].to_numpy())])
+                                tail_cluster[torch.from_numpy(table["anchor_id"].to_numpy().copy())])
         return cls(embeddings, table["anchor_id"].to_numpy(), tail_cluster=tail_cluster, tail_rows=tail_rows,
                    tail_bounds=bounds, **kwargs)
 

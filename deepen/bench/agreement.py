@@ -10,6 +10,7 @@ import torch
 from deepen import Ensemble
 from deepen.bench.timing import log
 from deepen.eval.task_data import build_prompts
+from deepen.exactness import certifies
 from deepen.fuse import Fuser, FusionConfig
 from deepen.relative import RelativeSpace
 
@@ -68,7 +69,7 @@ def agreement_grid(members, prompts: list[dict], *, anchors: int, etas, steps_li
         probs = [torch.softmax(lg, -1) for lg in logits]
         for eta in etas:
             for steps in steps_list:
-                fusers = {name: Fuser(spaces, FusionConfig(eta=eta, steps=steps, **kw))
+                fusers = {name: Fuser(spaces, FusionConfig(eta=eta, steps=steps, certify=False, **kw))
                           for name, kw in {"paper": {"mode": "paper"}, "fast": {}, **(variants or {})}.items()}
                 fusers["certified"] = Fuser(exact, FusionConfig(eta=eta, steps=steps, certify=True),
                                             max_dense_bytes=sum(s.dense_bytes() for s in spaces))
@@ -118,6 +119,23 @@ def merged(grid: list[dict], previous: dict | None, settings: dict) -> list[dict
     return sorted(kept + grid, key=lambda c: (c["order"] != first, c["eta"], c["steps"]))
 
 
+def default_fuser(cell: dict) -> str:
+    """The fuser the library's default (``certify="auto"``) runs in ``cell``: plain "fast" or "certified"."""
+    return "certified" if certifies("auto", "fast", cell["eta"], cell["steps"]) else "fast"
+
+
+def summarised(grid: list[dict], settings: dict) -> dict:
+    """The grid with each cell's default agreement (that of the fuser ``default_fuser`` names), the worst cell of
+    each fuser, and P6: the default's worst cell."""
+    grid = [c | {"default_fuser": default_fuser(c), "agree": c["agree"] | {"default": c["agree"][default_fuser(c)]}}
+            for c in grid]
+    share = {name: min(c["agree"][name] / max(c["compared"], 1) for c in grid) for name in grid[0]["agree"]}
+    certified = sum(c["certified_counts"].get("uncertified", 0) == 0 and c["agree"]["certified"] == c["compared"]
+                    for c in grid)
+    return settings | {"grid": grid, "P6": share["default"], "worst_cell_share": share,
+                       "cells_certified_all_agree": certified, "cells": len(grid)}
+
+
 def run(members, *, anchors: int, per_task: int, tokens: int, etas, steps_list, questions: int, commit: str,
         previous: dict | None = None, progress=None) -> dict:
     """P6 over the grid ``etas`` x ``steps_list``, merged with ``previous``'s cells for the settings this run shares."""
@@ -127,9 +145,4 @@ def run(members, *, anchors: int, per_task: int, tokens: int, etas, steps_list, 
                           variants={"topk256": {"topk": 256}}, progress=progress)
     settings = {"anchors": anchors, "prompts": len(prompts), "tokens": tokens}
     grid = merged([c | {"commit": commit} for c in grid], previous, settings)
-    share = {name: min(c["agree"][name] / max(c["compared"], 1) for c in grid) for name in grid[0]["agree"]}
-    certified = sum(c["certified_counts"].get("uncertified", 0) == 0 and c["agree"]["certified"] == c["compared"]
-                    for c in grid)
-    return settings | {"grid": grid, "P6": share["fast"], "worst_cell_share": share,
-                       "cells_certified_all_agree": certified, "cells": len(grid),
-                       "arc_c_accuracy": arc_accuracy(members, anchors, questions)}
+    return summarised(grid, settings) | {"arc_c_accuracy": arc_accuracy(members, anchors, questions)}

@@ -59,7 +59,7 @@ class DeePEn:
 
     def __init__(self, members, *, weights=None, eta: float = FusionConfig.eta, steps: int = FusionConfig.steps,
                  mode: str = FusionConfig.mode, topk: int = FusionConfig.topk, mass: float = FusionConfig.mass,
-                 certify: bool = FusionConfig.certify, max_contenders: int = FusionConfig.max_contenders,
+                 certify: bool | str = FusionConfig.certify, max_contenders: int = FusionConfig.max_contenders,
                  anchors: Anchors | None = None, spaces: list[RelativeSpace] | None = None, min_anchors: int = 1000,
                  max_anchors: int | None = None, sync: str = "cache", max_dense_bytes: int | None = None,
                  row_cache: int = 128, progress: bool = True):
@@ -101,7 +101,10 @@ class DeePEn:
             self._log(f"{len(self.anchors)} anchors")
             del vocabs
             release_freed_memory()
-        certify = self.config.mode == "fast" and self.config.certify
+        certify = self.config.certifies
+        if certify and self.config.certify == "auto":
+            self._log(f"certifying fused steps: plain fast mode was not measured exact at η {self.config.eta}, "
+                      f"T {self.config.steps} (deepen.exactness; certify=False runs it uncertified)")
         if self.spaces is None:
             self.spaces = [RelativeSpace.of_member(m, self.anchors.ids[i], n, cache_rows=row_cache, exact_tail=certify)
                            for i, (m, n) in enumerate(zip(self.members, self.sizes))]
@@ -113,9 +116,10 @@ class DeePEn:
             for s in self.spaces:  # computed once per member; the pipeline's relative stage stores it
                 s.ensure_tail(progress=self._progress and certify)
             if certify and any(s.tail_bounds is None for s in self.spaces):
-                raise DeepenError("certified fast mode needs each relative space's exact tail (its clusters' "
-                                  "envelopes): build the relative caches with certify on, or let the ensemble "
-                                  "build its spaces")
+                raise DeepenError(f"certified fast mode (certify={self.config.certify!r} at η {self.config.eta}, "
+                                  f"T {self.config.steps}) needs each relative space's exact tail (its clusters' "
+                                  "envelopes): build the relative caches with certify on, let the ensemble build its "
+                                  "spaces, or pass certify=False")
             self._log(f"relative spaces ready ({time.perf_counter() - t0:.1f} s)")
 
     def _log(self, message: str) -> None:

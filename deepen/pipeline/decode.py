@@ -141,6 +141,8 @@ def decode_rows(ensemble: Ensemble, rows: list[dict], batch_size: int) -> list[d
     for r, g in zip(rows, outs):
         if g.stop_reason.startswith("error"):
             log(f"row {r['id']}: {g.stop_reason}")
+    if ensemble.certificate:
+        log(f"certified fast mode, fused steps so far: {ensemble.certificate}")
     return [{"id": r["id"], "text": g.text, "token_ids": [int(t) for t in g.token_ids], "choice": g.choice,
              "stop_reason": g.stop_reason, "ensembled": g.ensembled, "seconds": float(g.seconds)}
             for r, g in zip(rows, outs)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from deepen.eval import combine as combining
 from deepen.eval.tasks import get_task
+from deepen.exactness import certifies
 from deepen.pipeline import paths
 
 TITLES = {"deepen": "DeePEn", "gac": "GaC", "unite": "UniTE", "safe": "SAFE"}
@@ -227,6 +228,13 @@ class Experiment:
         return points
 
     # -- what the rules ask ------------------------------------------------------------------------------------------
+    def certifies(self, ensemble: str | None) -> bool:
+        """Whether any DeePEn decode over ``ensemble`` (None: the scaling study's) certifies at one of the η it runs
+        (a tuned method: each η of its dev sweep): its relative caches then need the exact tail statistics."""
+        return any(certifies(m.options["certify"], m.options["mode"], eta, m.options["steps"])
+                   for m in self.methods.values() if m.fuses and m.ensemble == ensemble
+                   for eta in (m.tune or (m.options["eta"],)))
+
     def of_kind(self, *kinds: str) -> list[str]:
         return [n for n, m in self.methods.items() if m.kind in kinds]
 

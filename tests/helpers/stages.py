@@ -45,8 +45,8 @@ def build_stages(tmp: Path) -> dict:
     anchors = str(res / "anchors" / "bl+sp.parquet")
     anchors_table(vocabs, names, anchors, min_anchors=50)
     relative = [str(res / "relative" / "bl+sp" / f"{n}.parquet") for n in names]
-    for i, (d, m, r) in enumerate(zip(dirs, metas, relative)):
-        relative_table(d, m, anchors, i, r)
+    for i, (d, m, r) in enumerate(zip(dirs, metas, relative)):  # with the exact tail, as the pipeline builds them
+        relative_table(d, m, anchors, i, r, exact_tail=True)     # for an ensemble at η 0.5, T 5 (certified)
     prompts = tmp / "prompts.parquet"
     write_prompts(prompt_rows(), prompts)
     return dict(tmp=tmp, src=src, names=names, dirs=dirs, metas=metas, anchors=anchors, relative=relative,

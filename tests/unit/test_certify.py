@@ -32,7 +32,7 @@ def _case(spaces, seed, scale, rows=4):
 @pytest.mark.parametrize("eta, steps", [(0.15, 1), (0.15, 5), (0.5, 3), (1.0, 3), (1.0, 10)])
 def test_bounds_contain_paper_modes_final_logits(spaces, eta, steps):
     paper = Fuser(spaces, FusionConfig(eta=eta, steps=steps, mode="paper"))
-    fast = Fuser(spaces, FusionConfig(eta=eta, steps=steps, topk=8))
+    fast = Fuser(spaces, FusionConfig(eta=eta, steps=steps, topk=8, certify=False))
     for seed, scale in [(0, 1.0), (1, 4.0), (2, 8.0)]:
         main, probs = _case(spaces, seed, scale)
         ids, _, lo, hi, _ = fast.fuse_fast(main, probs, bounds=True)
@@ -42,7 +42,7 @@ def test_bounds_contain_paper_modes_final_logits(spaces, eta, steps):
 
 
 def test_bounds_are_tight_when_nothing_is_left_in_the_tail(spaces):
-    fast = Fuser(spaces, FusionConfig(eta=0.5, steps=5, topk=10**6, mass=1.0))
+    fast = Fuser(spaces, FusionConfig(eta=0.5, steps=5, topk=10**6, mass=1.0, certify=False))
     main, probs = _case(spaces, 3, 2.0)
     ids, _, lo, hi, _ = fast.fuse_fast(main, probs, bounds=True)
     assert float((hi - lo)[torch.isfinite(lo)].max()) < 1e-3
@@ -52,7 +52,7 @@ def test_a_proven_choice_is_paper_modes_choice(spaces):
     proven = agree = 0
     for eta, steps in [(0.15, 1), (0.15, 5), (0.5, 3), (1.0, 5)]:
         paper = Fuser(spaces, FusionConfig(eta=eta, steps=steps, mode="paper"))
-        fast = Fuser(spaces, FusionConfig(eta=eta, steps=steps, topk=16))
+        fast = Fuser(spaces, FusionConfig(eta=eta, steps=steps, topk=16, certify=False))
         for seed in range(6):
             main, probs = _case(spaces, 10 + seed, 8.0)
             ids, _, lo, hi, _ = fast.fuse_fast(main, probs, bounds=True)
@@ -66,7 +66,7 @@ def test_a_proven_choice_is_paper_modes_choice(spaces):
 
 
 def test_target_bounds_contain_the_exact_target(spaces):
-    fast = Fuser(spaces, FusionConfig(topk=4))
+    fast = Fuser(spaces, FusionConfig(topk=4, certify=False))
     main, probs = _case(spaces, 4, 1.0)
     parts = []
     for i, (s, p) in enumerate(zip(spaces, probs)):
@@ -82,7 +82,7 @@ def test_flat_distribution_at_large_eta_fast_mode_errs_and_certified_mode_does_n
     changes the token; certified mode escalates and chooses paper mode's token."""
     cfg = dict(eta=1.0, steps=3, topk=2)
     paper = Fuser(spaces, FusionConfig(eta=1.0, steps=3, mode="paper"))
-    fast = Fuser(spaces, FusionConfig(**cfg))
+    fast = Fuser(spaces, FusionConfig(**cfg, certify=False))
     certified = Fuser(spaces, FusionConfig(**cfg, certify=True), max_dense_bytes=10**10)
     wrong = 0
     for seed in range(8):

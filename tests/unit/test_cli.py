@@ -38,6 +38,8 @@ def test_bad_input_is_one_clear_line(pair_dirs):
 @pytest.mark.parametrize("method, flags", [
     ("gac", ["--gate", "0.9"]), ("unite", ["--top-k", "3"]), ("safe+gac", ["--draft", "2"]), ("safe+unite", []),
     ("safe+deepen", ["--eta", "0.5", "--min-anchors", "50", "--certify"]),
+    ("deepen", ["--eta", "0.5", "--min-anchors", "50", "--no-certify"]),
+    ("deepen", ["--eta", "0.5", "--min-anchors", "50"]),
 ])
 def test_every_method_takes_its_own_options(pair_dirs, capsys, method, flags):
     status = main(["generate", *pair_dirs, "--prompt", "The cat sat on the", "--max-new-tokens", "4",
@@ -45,6 +47,10 @@ def test_every_method_takes_its_own_options(pair_dirs, capsys, method, flags):
     out = json.loads(capsys.readouterr().out)
     assert status == 0 and out["method"] == method and len(out["token_ids"]) in range(1, 5)
     assert ("eta" in out) == method.endswith("deepen")
+    if "eta" in out:  # η 0.5, T 5 is certified unless --no-certify says otherwise
+        assert out["certified"] == ("--no-certify" not in flags)
+    if method == "deepen":  # every fused step of the one prompt is tallied when certified
+        assert sum(out["certificate"].values()) == (out["ensembled"] if out["certified"] else 0)
 
 
 def test_an_option_of_another_method_is_refused(pair_dirs, capsys):

@@ -32,7 +32,7 @@ rule relative:
     params:
         member_index=member_index,
         cache_format=RELATIVE_CACHE,  # a new format reruns this rule (Snakemake's params trigger)
-        exact_tail=config["certify"],
+        exact_tail=ensemble_certifies,
     log:
         paths.log("relative", "{ensemble}/{model}"),
     benchmark:

@@ -46,6 +46,10 @@ def ensemble_vocabularies(wildcards):
     return [paths.VOCABULARY.format(model=m) for m in ensemble_members(wildcards)]
 
 
+def ensemble_certifies(wildcards):
+    return EXPERIMENT.certifies(wildcards.ensemble)
+
+
 def member_index(wildcards):
     return ensemble_members(wildcards).index(wildcards.model)
 

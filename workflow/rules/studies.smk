@@ -48,7 +48,7 @@ rule scaling_relative:
     params:
         members=EXPERIMENT.scaling_pool,
         cache_format=RELATIVE_CACHE,
-        exact_tail=config["certify"],
+        exact_tail=EXPERIMENT.certifies(None),
     log:
         paths.log("scaling_relative", "{task}/k{k}/{rank}"),
     benchmark:
