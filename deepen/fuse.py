@@ -136,6 +136,10 @@ class Fuser:
     def __init__(self, spaces: list[RelativeSpace], config: FusionConfig, max_dense_bytes: int | None = None):
         self.spaces = spaces
         self.config = config.validate(len(spaces))
+        if self.config.certifies and not all(s.exact_tail for s in spaces):
+            raise DeepenError(f"certified fast mode (certify={config.certify!r} at η {config.eta}, T {config.steps}) "
+                              "needs each relative space's exact tail (its clusters' envelopes): build the relative "
+                              "caches with certify on, let the ensemble build its spaces, or pass certify=False")
         self.weights = self.config.member_weights(len(spaces))
         self.gap = reachable_gap(config.eta, config.steps) if config.eta > 0 else 0.0
         self._dense: list[torch.Tensor] | None = None
@@ -258,9 +262,6 @@ class Fuser:
     def choose_certified(self, main_logits, probs, allowed=None):
         """Certified fast mode: every fused row proven at the first kept set, or at a larger one, or decided with
         paper mode's arithmetic (where the dense matrices fit), else fast mode's choice (counted uncertified)."""
-        if not all(s.exact_tail for s in self.spaces):
-            raise DeepenError(f"certified fast mode (certify={self.config.certify!r} at η {self.config.eta}, T "
-                              f"{self.config.steps}) needs relative spaces built with exact_tail=True")
         free, restricted, settled = self._certified(main_logits, probs, allowed, self.config)
         self.counts["certified"] += int(settled.sum())
         for topk_factor, mass_factor in ESCALATION:

@@ -71,7 +71,10 @@ def test_e2e_eta_change_reruns_only_that_ensemble_and_killed_decode_is_not_trust
     write_config(work, config)
     jobs = planned_jobs(snakemake(work, "-n", "--cores", "2").stdout)
     rules = {r for r, _ in jobs}
-    assert rules == {"decode", "score", "summary", "plots", "all"}, rules
+    # η 0.3, T 5 is certified by default (certify auto): that ensemble's relative caches gain the exact tail
+    assert rules == {"relative", "decode", "score", "summary", "plots", "all"}, rules
+    assert sorted(out for r, out in jobs if r == "relative") == [f"resources/relative/bl+sp/{m}.parquet"
+                                                                  for m in ("bl", "sp")]
     for rule, out in jobs:
         if rule in ("decode", "score"):
             assert "/bl+sp.deepen.avg/" in out or "/bl+sp.deepen.adapt/" in out, out

@@ -47,3 +47,12 @@ def test_the_pipeline_builds_exact_tails_for_the_ensembles_that_certify():
     assert check_config(validated(config)).certifies(name)
     config["certify"] = False
     assert not check_config(validated(config)).certifies(name)
+
+
+def test_spaces_without_exact_tails_are_refused_where_the_default_certifies(pair):
+    from deepen import Ensemble
+
+    plain = Ensemble(list(pair), eta=0.15, min_anchors=10, progress=False)  # not certified: sampled tail means
+    with pytest.raises(DeepenError, match="certify='auto' at η 0.5, T 5.*or pass certify=False"):
+        plain.with_options(eta=0.5)  # reuses those spaces
+    assert not plain.with_options(eta=0.5, certify=False).method.config.certifies
