@@ -127,8 +127,8 @@ def default_fuser(cell: dict) -> str:
 def summarised(grid: list[dict], settings: dict) -> dict:
     """The grid with each cell's default agreement (that of the fuser ``default_fuser`` names), the worst cell of
     each fuser, and P6: the default's worst cell."""
-    grid = [c | {"default_fuser": default_fuser(c), "agree": c["agree"] | {"default": c["agree"][default_fuser(c)]}}
-            for c in grid]
+    grid = [c | {"default_fuser": f, "agree": c["agree"] | {"default": c["agree"][f]}}
+            for c in grid for f in [default_fuser(c)]]
     share = {name: min(c["agree"][name] / max(c["compared"], 1) for c in grid) for name in grid[0]["agree"]}
     certified = sum(c["certified_counts"].get("uncertified", 0) == 0 and c["agree"]["certified"] == c["compared"]
                     for c in grid)
