@@ -13,7 +13,7 @@ from deepen.bench.timing import timed
 
 
 def run(members, *, min_anchors: int, snakemake_dir: Path | None) -> dict:
-    res = {"cold_s": timed(lambda: Ensemble(members, min_anchors=min_anchors, progress=False))}
+    res = {"cold_s": timed(lambda: Ensemble(members, min_anchors=min_anchors, progress=False))[0]}
     if snakemake_dir is not None and (snakemake_dir / "results" / "summary.md").is_file():
         exe = Path(sys.executable).with_name("snakemake")
         t0 = time.perf_counter()

@@ -25,10 +25,9 @@ def alone(member, tokens: int, use_cache: bool):
 
 def at_length(pairs: dict[str, tuple], tokens: int, repeats: int) -> dict:
     """Seconds of each (cache, re-prefill) pair, interleaved, and whether both gave the same tokens."""
-    runs = {n: tuple(make(tokens) for make in pair) for n, pair in pairs.items()}
-    same = {n: cache() == reprefill() for n, (cache, reprefill) in runs.items()}
-    fns = {f"{n}:{kind}": fn for n, pair in runs.items() for kind, fn in zip(("cache", "reprefill"), pair)}
-    s = interleaved(fns, repeats)
+    fns = {f"{n}:{kind}": make(tokens) for n, pair in pairs.items() for kind, make in zip(("cache", "reprefill"), pair)}
+    s, outputs = interleaved(fns, repeats)
+    same = {n: outputs[f"{n}:cache"] == outputs[f"{n}:reprefill"] for n in pairs}
     members = [n for n in pairs if n != "ensemble"]
     alone_gain = sum(s[f"{n}:reprefill"] for n in members) / sum(s[f"{n}:cache"] for n in members)
     gain = s["ensemble:reprefill"] / s["ensemble:cache"]

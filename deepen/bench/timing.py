@@ -22,21 +22,25 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds ``fn`` took, ending on the device, and what it returned."""
     sync()
     t0 = time.perf_counter()
-    fn()
+    out = fn()
     sync()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, out
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each of ``fns``, run in turn ``repeats`` rounds."""
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Median seconds of each of ``fns``, run in turn ``repeats`` rounds, and what each returned in the last round
+    (the outputs the callers compare: no untimed run just to check them, which at 1,024 tokens costs an hour)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
+    outputs: dict[str, object] = {}
     for _ in range(repeats):
         for name, fn in fns.items():
-            times[name].append(timed(fn))
-    return {name: statistics.median(t) for name, t in times.items()}
+            seconds, outputs[name] = timed(fn)
+            times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
 
 
 def per_token(runners: dict[str, Callable[[int], object]], tokens: int, repeats: int) -> dict[str, float]:
@@ -47,6 +51,6 @@ def per_token(runners: dict[str, Callable[[int], object]], tokens: int, repeats:
     steps: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
-            t_n, t_1 = timed(lambda run=run: run(tokens)), timed(lambda run=run: run(1))
+            (t_n, _), (t_1, _) = timed(lambda run=run: run(tokens)), timed(lambda run=run: run(1))
             steps[name].append((t_n - t_1) / (tokens - 1))
     return {name: statistics.median(s) for name, s in steps.items()}
