@@ -83,6 +83,13 @@ def tail_clusters(embeddings: torch.Tensor, norms: torch.Tensor, n_clusters: int
     return torch.cat([(unit(b) @ centroids.T).argmax(-1) for b in ids.split(block)])
 
 
+def rows_of_cosines(cos: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Relative rows from their cosines [k, |A|] fp32: softmax(temperature * c / ||c||_2), computed in place (one
+    [k, |A|] temporary besides the result: 12 MB per 64 rows at 46k anchors)."""
+    cos.mul_(temperature / cos.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12))
+    return torch.softmax(cos, dim=-1)
+
+
 def _dots(matrix: torch.Tensor, unit: torch.Tensor, pick: torch.Tensor | None = None, block: int = 2048):
     """``unit @ matrix.T`` [k, n] (only the columns ``pick`` when given), fp32.
 
@@ -204,7 +211,7 @@ class RelativeSpace:
         """The anchors' unit embeddings [|A|, d] fp32."""
         if self.anchor_unit_t is not None:
             return self.anchor_unit_t.T
-        return self._embedding_rows(self.anchor_ids).float() / self._anchor_norms[:, None]
+        return self.unit(self.anchor_ids)
 
     def _embedding_rows(self, ids: torch.Tensor) -> torch.Tensor:
         return self.embeddings[ids if self.row_of is None else self.row_of[ids]]
@@ -214,15 +221,17 @@ class RelativeSpace:
         """R_i[ids] computed from scratch: [len(ids), |A|] fp32, rows sum to 1."""
         ids = ids.to(self.device)
         self.rows_computed += len(ids)
-        unit = self._embedding_rows(ids).float() / self.norms[ids, None]
+        unit = self.unit(ids)
         if self._reads == "copy":
             cos = unit @ self.anchor_unit_t  # [k, |A|]
         else:
             block = self.embeddings[: self.n_anchors] if self._reads == "front" else self.embeddings
             cos = _dots(block, unit, self._anchor_rows).div_(self._anchor_norms)  # [k, |A|]
-        # in place: one [k, |A|] temporary besides the result (these are 12 MB per 64 rows at 46k anchors)
-        cos.mul_(self.temperature / cos.norm(p=2, dim=-1, keepdim=True).clamp_min(1e-12))
-        return torch.softmax(cos, dim=-1)
+        return rows_of_cosines(cos, self.temperature)
+
+    def unit(self, ids: torch.Tensor) -> torch.Tensor:
+        """The unit input embeddings of tokens ``ids`` [k, d] fp32."""
+        return self._embedding_rows(ids).float() / self.norms[ids, None]
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """R_i[ids]: [len(ids), |A|] fp32, from the row cache where possible. ``ids`` must be unique."""

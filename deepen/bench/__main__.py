@@ -82,7 +82,7 @@ def section(name: str, args, members, alone, device: str, last: dict | None) -> 
         lengths = [8, 16] if quick else [int(x) for x in args.lengths.split(",")]
         return resync.run(members, alone, lengths=lengths, repeats=args.repeats, min_anchors=args.min_anchors)
     if name == "release":
-        return release.run(members, anchors=args.capped_anchors, tokens=8 if quick else 64, repeats=args.repeats)
+        return release.run(members, alone, anchors=args.capped_anchors, tokens=8 if quick else 64, repeats=args.repeats)
     if name == "memory":
         return peak.run(members, tokens=8 if quick else 32, min_anchors=args.min_anchors, device=device,
                         dtype=args.dtype)

@@ -27,16 +27,30 @@ def speed_rows(s: dict) -> list[str]:
             f"{s['batch_gain']['deepen']:.2f}x (members alone: "
             + ", ".join(f"{s['batch_gain'][k]:.2f}x" for k in s["batch_gain"] if k.startswith("alone:"))
             + f") | {verdict('P3', s['P3'])} |"]
+    if "floor" in s:
+        rows.append(floor_row(s["floor"], many["batch"]))
     for name, ratio in many["ratio"].items():
         if name != "deepen":
             rows.append(f"| {name} per token / members alone (batch 1; batch {many['batch']}) | "
                         f"{one['ratio'][name]:.2f}x; {ratio:.2f}x | |  |")
     rows.append(f"| DeePEn's ratio / the cheapest peer's that ensembles every step (batch {many['batch']}) | "
-                f"**{s['deepen_vs_cheapest_every_step_peer']:.2f}** | {verdict('peers', s['deepen_vs_cheapest_every_step_peer'])} |")
+                f"**{s['deepen_vs_cheapest_every_step_peer']:.2f}**"
+                + (f" (floor {s['floor']['deepen_vs_cheapest_every_step_peer']:.2f})" if "floor" in s else "")
+                + f" | {verdict('peers', s['deepen_vs_cheapest_every_step_peer'])} |")
     share = s["safe_share"]
     rows.append(f"| SAFE+DeePEn, share of tokens ensembled ({share['rows']} GSM8K/TriviaQA/NQ prompts) | "
                 f"{share['ensembled']}/{share['tokens']} = **{100 * share['share']:.1f}%** | published 0.7-19% | |")
     return rows
+
+
+def floor_row(f: dict, batch: int) -> str:
+    """The measured floor of P1 and P3: DeePEn if its fusion cost only its relative rows at the best per-row rate."""
+    rows = " + ".join(f"{r:.0f}" for r in f["rows_per_step"]["batch_n"])
+    best = ", ".join(f"{t:.3f}" for t in f["row_ms"]["float32"])
+    return (f"| floor of P1; P3: the fusion reduced to its relative rows ({rows} new rows per step at batch {batch}) at "
+            f"the best per-row rate ({best} ms) | fp32 **{f['batch_1']['float32']:.2f}x; {f['batch_n']['float32']:.2f}x**"
+            f"; from bf16 anchor embeddings {f['batch_1']['bfloat16']:.2f}x; {f['batch_n']['bfloat16']:.2f}x (rows "
+            f"within {100 * f['bf16_rows_max_relative_deviation']:.1f}% of fp32's) | measured floor | |")
 
 
 def resync_rows(r: dict) -> list[str]:
@@ -52,7 +66,10 @@ def resync_rows(r: dict) -> list[str]:
 def release_row(r: dict) -> str:
     return (f"| the release's scheme (paper + re-prefill, {r['anchors']} anchors) / ours, {r['tokens']} tokens "
             f"(same tokens: {r['same_tokens']}) | {r['seconds']['release']:.1f} s / {r['seconds']['ours']:.1f} s = "
-            f"**{r['speedup']:.1f}x** | {verdict('release', r['speedup'])} |")
+            f"**{r['speedup']:.1f}x**"
+            + (f"; ceiling (the release / the members alone with their caches: a fusion that costs nothing) "
+               f"{r['ceiling']:.1f}x" if "ceiling" in r else "")
+            + f" | {verdict('release', r['speedup'])} |")
 
 
 def memory_row(p: dict) -> str:

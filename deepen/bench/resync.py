@@ -5,13 +5,11 @@ against that, at growing lengths."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from deepen import Ensemble
-from deepen.bench.speed import PROMPT
+from deepen.bench.speed import PROMPT, token_ids
 from deepen.bench.timing import interleaved, log
-
-
-def generate(ens: Ensemble, tokens: int):
-    return lambda: ens.generate([PROMPT], max_new_tokens=tokens, ignore_eos=True)[0].token_ids
 
 
 def alone(member, tokens: int, use_cache: bool):
@@ -39,7 +37,7 @@ def run(members, alone_members, *, lengths: list[int], repeats: int, min_anchors
     ens = Ensemble(members, min_anchors=min_anchors, progress=False)
     shared = {"anchors": ens.method.anchors, "spaces": ens.method.spaces}
     reprefill = Ensemble(members, sync="reprefill", progress=False, **shared)
-    pairs = {"ensemble": (lambda n: generate(ens, n), lambda n: generate(reprefill, n))}
+    pairs = {"ensemble": (lambda n: partial(token_ids, ens, n), lambda n: partial(token_ids, reprefill, n))}
     pairs |= {m.name: (lambda n, m=m: alone(m, n, True), lambda n, m=m: alone(m, n, False)) for m in alone_members}
     out = []
     for tokens in lengths:

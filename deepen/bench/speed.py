@@ -3,9 +3,15 @@ the pipeline's batch size (P3), all interleaved in one measurement; and SAFE's s
 
 from __future__ import annotations
 
+import statistics
+from functools import partial
+
+import torch
+
 from deepen import Ensemble
-from deepen.bench.timing import log, per_token
+from deepen.bench.timing import log, per_token, timed
 from deepen.eval.task_data import build_prompts
+from deepen.relative import RelativeSpace, rows_of_cosines
 
 PROMPT = "Once upon a time, in a small village by the sea,"
 PEERS = ("gac", "unite", "safe+deepen")
@@ -19,6 +25,11 @@ def story_prompts(n: int) -> list[str]:
 
 def runner(ens: Ensemble, prompts: list[str]):
     return lambda n: ens.generate(prompts, max_new_tokens=n, batch_size=len(prompts), ignore_eos=True)
+
+
+def token_ids(ens: Ensemble, tokens: int) -> list[int]:
+    """``ens`` greedy on the bench prompt for ``tokens`` tokens (EOS ignored): its token ids."""
+    return ens.generate([PROMPT], max_new_tokens=tokens, ignore_eos=True)[0].token_ids
 
 
 def methods(members, deepen: Ensemble) -> dict[str, Ensemble]:
@@ -43,12 +54,51 @@ def at_batch(alone: dict[str, Ensemble], ensembles: dict[str, Ensemble], batch: 
             "ratio": {n: s[n] / floor for n in ensembles}}
 
 
-def breakdown(ens: Ensemble, batch: int, tokens: int) -> dict:
-    """Milliseconds per step in each part of DeePEn's loop (one run, timings on)."""
+def breakdown(ens: Ensemble, batch: int, tokens: int) -> tuple[dict, list[float]]:
+    """Milliseconds per step in each part of DeePEn's loop (one run, timings on), and the relative rows each member
+    computed per step (its row cache's misses)."""
+    before = [s.rows_computed for s in ens.method.spaces]
     g = ens.generate(story_prompts(batch), max_new_tokens=tokens, batch_size=batch, ignore_eos=True, timings=True)
     steps = max(g[0].timings["steps"], 1)
     parts = ("forward_main", "forward_assistants", "fuse", "relative", "search", "certify", "tokenizer")
-    return {k: 1000 * batch * v / steps for k, v in g[0].timings.items() if k in parts}
+    rows = [(s.rows_computed - b) / steps for s, b in zip(ens.method.spaces, before)]
+    return {k: 1000 * batch * v / steps for k, v in g[0].timings.items() if k in parts}, rows
+
+
+def best_row_seconds(space: RelativeSpace, dtype: torch.dtype, rows: int = 512, repeats: int = 3):
+    """Seconds per relative row at the best rate this machine computes them (``rows`` rows in one call, the anchors'
+    unit embeddings held in ``dtype``; median of ``repeats``), and those rows [rows, |A|] fp32."""
+    ids = torch.linspace(0, space.vocab_size - 1, rows, device=space.device).round().long().unique()
+    if dtype == torch.float32:  # the library's own path
+        compute = partial(space.compute_rows, ids)
+    else:
+        unit, anchors = space.unit(ids).to(dtype), space.anchor_unit.T.contiguous().to(dtype)
+        compute = partial(_rows_in, unit, anchors, space.temperature)
+    compute()  # warm-up
+    runs = [timed(compute) for _ in range(repeats)]
+    return statistics.median(t for t, _ in runs) / len(ids), runs[-1][1]
+
+
+def _rows_in(unit: torch.Tensor, anchors_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    return rows_of_cosines((unit @ anchors_t).float(), temperature)
+
+
+def arithmetic_floor(spaces: list[RelativeSpace], res: dict, rows_per_step: dict) -> dict:
+    """The ratio DeePEn could reach if its fusion cost no more than computing the relative rows it computed per step,
+    at the best per-row rate this machine reaches (search, bookkeeping, tokenizers: free): a floor measured in the
+    same run; and the same floor with the rows computed from bf16 anchor embeddings (a lever, not the default: its
+    rows' largest relative deviation from the fp32 rows is reported beside it)."""
+    best = {name: [best_row_seconds(s, dtype) for s in spaces]
+            for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+    deviation = max(float(((b16 - f32).abs() / f32).max())
+                    for (_, f32), (_, b16) in zip(best["float32"], best["bfloat16"]))
+    out = {"row_ms": {name: [1000 * t for t, _ in b] for name, b in best.items()}, "rows_per_step": rows_per_step,
+           "bf16_rows_max_relative_deviation": deviation}
+    for key in ("batch_1", "batch_n"):
+        members, batch = res[key]["members_alone_s"], res[key]["batch"]
+        out[key] = {name: (members + sum(r * t for r, (t, _) in zip(rows_per_step[key], b)) / batch) / members
+                    for name, b in best.items()}
+    return out
 
 
 def safe_share(ens: Ensemble, per_task: int) -> dict:
@@ -71,9 +121,13 @@ def run(members, alone_members, *, batch: int, tokens: int, repeats: int, min_an
     res["P3"] = res["batch_n"]["ratio"]["deepen"]
     one, many = res["batch_1"]["s_per_token_per_row"], res["batch_n"]["s_per_token_per_row"]
     res["batch_gain"] = {n: one[n] / many[n] for n in one}
-    res["breakdown_ms_per_step"] = {"batch_1": breakdown(deepen, 1, tokens), "batch_n": breakdown(deepen, batch, tokens)}
+    (ms_1, rows_1), (ms_n, rows_n) = breakdown(deepen, 1, tokens), breakdown(deepen, batch, tokens)
+    res["breakdown_ms_per_step"] = {"batch_1": ms_1, "batch_n": ms_n}
     cheapest = min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
     res["deepen_vs_cheapest_every_step_peer"] = res["batch_n"]["ratio"]["deepen"] / cheapest
+    log("speed: the arithmetic floor (relative rows at the best per-row rate, fp32 and bf16)")
+    res["floor"] = arithmetic_floor(deepen.method.spaces, res, {"batch_1": rows_1, "batch_n": rows_n})
+    res["floor"]["deepen_vs_cheapest_every_step_peer"] = res["floor"]["batch_n"]["float32"] / cheapest
     log("speed: SAFE's share of ensembled tokens on task prompts")
     res["safe_share"] = safe_share(ensembles["safe+deepen"], 2 if quick else 10)
     return res
