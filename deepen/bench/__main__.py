@@ -87,7 +87,7 @@ def section(name: str, args, members, alone, device: str, last: dict | None) -> 
         return peak.run(members, tokens=8 if quick else 32, min_anchors=args.min_anchors, device=device,
                         dtype=args.dtype)
     if name == "build":
-        return build.run(members, min_anchors=args.min_anchors,
+        return build.run(members, min_anchors=args.min_anchors, repeats=args.repeats,
                          snakemake_dir=Path(args.snakemake_dir) if args.snakemake_dir else None)
     return agreement.run(members, anchors=args.capped_anchors, per_task=1 if quick else args.p6_per_task,
                          tokens=4 if quick else args.p6_tokens,

@@ -12,8 +12,9 @@ from deepen.bench.timing import interleaved, log
 
 
 def run(members, alone_members, *, anchors: int, tokens: int, repeats: int) -> dict:
-    """Seconds of the release's scheme and ours, interleaved with each member alone (its own KV cache): the release's
-    time over the members' is the most any scheme could gain here (the ceiling: a fusion that costs nothing)."""
+    """Seconds of the release's scheme and ours, interleaved with each member alone (its own KV cache). Ours runs the
+    main model at every step (the assistants only where fusion can change the token), so the release's time over the
+    main model's alone is the most any scheme could gain here: the ceiling."""
     ours = Ensemble(members, max_anchors=anchors, min_anchors=min(1000, anchors), progress=False)
     shared = {"anchors": ours.method.anchors, "spaces": ours.method.spaces}
     release = Ensemble(members, mode="paper", sync="reprefill", progress=False, **shared)
@@ -24,6 +25,7 @@ def run(members, alone_members, *, anchors: int, tokens: int, repeats: int) -> d
     fns = {name: partial(token_ids, ens, tokens) for name, ens in runs.items()}
     s, outputs = interleaved(fns, repeats)
     same = outputs["release"] == outputs["ours"]
-    alone = sum(s[f"alone:{m.name}"] for m in alone_members)
+    main_alone = s[f"alone:{alone_members[0].name}"]
     return {"anchors": len(ours.method.anchors), "tokens": tokens, "seconds": s, "same_tokens": same,
-            "speedup": s["release"] / s["ours"], "members_alone_s": alone, "ceiling": s["release"] / alone}
+            "speedup": s["release"] / s["ours"], "main_alone_s": main_alone,
+            "ceiling": s["release"] / main_alone}

@@ -83,22 +83,31 @@ def _rows_in(unit: torch.Tensor, anchors_t: torch.Tensor, temperature: float) ->
     return rows_of_cosines((unit @ anchors_t).float(), temperature)
 
 
-def arithmetic_floor(spaces: list[RelativeSpace], res: dict, rows_per_step: dict) -> dict:
-    """The ratio DeePEn could reach if its fusion cost no more than computing the relative rows it computed per step,
-    at the best per-row rate this machine reaches (search, bookkeeping, tokenizers: free): a floor measured in the
-    same run; and the same floor with the rows computed from bf16 anchor embeddings (a lever, not the default: its
-    rows' largest relative deviation from the fp32 rows is reported beside it)."""
+def row_rates(spaces: list[RelativeSpace]) -> dict:
+    """Each member's best ms per relative row, fp32 (the library's path) and from bf16 anchor embeddings (a lever,
+    not the default), and how far the bf16 rows stray from the fp32 ones (largest relative deviation)."""
     best = {name: [best_row_seconds(s, dtype) for s in spaces]
             for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     deviation = max(float(((b16 - f32).abs() / f32).max())
                     for (_, f32), (_, b16) in zip(best["float32"], best["bfloat16"]))
-    out = {"row_ms": {name: [1000 * t for t, _ in b] for name, b in best.items()}, "rows_per_step": rows_per_step,
-           "bf16_rows_max_relative_deviation": deviation}
+    return {"row_ms": {name: [1000 * t for t, _ in b] for name, b in best.items()},
+            "bf16_rows_max_relative_deviation": deviation}
+
+
+def floor(res: dict) -> dict:
+    """DeePEn's ratio (P1, P3) with its fusion replaced by the relative rows it computed per step at the best rate
+    (``row_rates``): everything else in its step (forwards as it ran them, tokenizer calls) as measured. A floor for
+    this algorithm and kept set on this machine, derived from the run's own figures (``res``: a speed section)."""
+    out = {}
     for key in ("batch_1", "batch_n"):
-        members, batch = res[key]["members_alone_s"], res[key]["batch"]
-        out[key] = {name: (members + sum(r * t for r, (t, _) in zip(rows_per_step[key], b)) / batch) / members
-                    for name, b in best.items()}
-    return out
+        parts = res["breakdown_ms_per_step"][key]  # ms per step of the whole batch, as are the rows per step
+        step = sum(parts.get(p, 0.0) for p in ("forward_main", "forward_assistants", "fuse", "tokenizer"))
+        out[key] = {}
+        for name, per_row in res["rates"]["row_ms"].items():
+            rows_ms = sum(r * ms for r, ms in zip(res["rows_per_step"][key], per_row))
+            out[key][name] = res[key]["ratio"]["deepen"] * (step - parts["fuse"] + rows_ms) / step
+    cheapest = min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
+    return out | {"deepen_vs_cheapest_every_step_peer": out["batch_n"]["float32"] / cheapest}
 
 
 def safe_share(ens: Ensemble, per_task: int) -> dict:
@@ -125,9 +134,10 @@ def run(members, alone_members, *, batch: int, tokens: int, repeats: int, min_an
     res["breakdown_ms_per_step"] = {"batch_1": ms_1, "batch_n": ms_n}
     cheapest = min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
     res["deepen_vs_cheapest_every_step_peer"] = res["batch_n"]["ratio"]["deepen"] / cheapest
-    log("speed: the arithmetic floor (relative rows at the best per-row rate, fp32 and bf16)")
-    res["floor"] = arithmetic_floor(deepen.method.spaces, res, {"batch_1": rows_1, "batch_n": rows_n})
-    res["floor"]["deepen_vs_cheapest_every_step_peer"] = res["floor"]["batch_n"]["float32"] / cheapest
+    res["rows_per_step"] = {"batch_1": rows_1, "batch_n": rows_n}
+    log("speed: relative rows at the best per-row rate, fp32 and bf16 (the floor)")
+    res["rates"] = row_rates(deepen.method.spaces)
+    res["floor"] = floor(res)
     log("speed: SAFE's share of ensembled tokens on task prompts")
     res["safe_share"] = safe_share(ensembles["safe+deepen"], 2 if quick else 10)
     return res
