@@ -1,6 +1,9 @@
 """The benchmark's bookkeeping (its figures are measured by tests/real/test_bench.py and the bench itself)."""
 
+import pytest
+
 from deepen.bench.agreement import merged
+from deepen.bench.speed import floor
 
 SETTINGS = {"anchors": 2048, "prompts": 12, "tokens": 16}
 
@@ -24,3 +27,19 @@ def test_the_agreement_grid_starts_afresh_when_the_settings_differ():
     now = [cell(["a", "b"], 0.5, 1, 10, "new")]
     assert merged(now, last, SETTINGS | {"prompts": 24}) == now
     assert merged(now, None, SETTINGS) == now
+
+
+def test_the_floor_replaces_the_fusion_by_its_rows_at_the_best_rate():
+    """At batch 1 a 100 ms step spends 40 ms fusing and computes 10 + 20 rows; at 0.5 / 1.0 ms per row the fusion
+    would cost 25 ms: the step 85 ms, the ratio 2.0 x 0.85."""
+    ratios = {"deepen": 2.0, "gac": 1.5, "unite": 1.25}
+    res = {"breakdown_ms_per_step": {k: {"forward_main": 30.0, "forward_assistants": 29.0, "fuse": 40.0,
+                                         "relative": 30.0, "search": 9.0, "tokenizer": 1.0}
+                                     for k in ("batch_1", "batch_n")},
+           "rows_per_step": {"batch_1": [10, 20], "batch_n": [10, 20]},
+           "rates": {"row_ms": {"float32": [0.5, 1.0], "bfloat16": [0.25, 0.5]}},
+           "batch_1": {"batch": 1, "ratio": ratios}, "batch_n": {"batch": 16, "ratio": ratios}}
+    f = floor(res)
+    assert f["batch_1"]["float32"] == pytest.approx(2.0 * 85 / 100)
+    assert f["batch_n"]["bfloat16"] == pytest.approx(2.0 * 72.5 / 100)
+    assert f["deepen_vs_cheapest_every_step_peer"] == pytest.approx(2.0 * 0.85 / 1.25)
