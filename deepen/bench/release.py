@@ -14,7 +14,7 @@ from deepen.bench.timing import interleaved, log
 def run(members, alone_members, *, anchors: int, tokens: int, repeats: int) -> dict:
     """Seconds of the release's scheme and ours, interleaved with each member alone (its own KV cache). Ours runs the
     main model at every step (the assistants only where fusion can change the token), so the release's time over the
-    main model's alone is the most any scheme could gain here: the ceiling."""
+    main model's alone is the most a scheme that runs the main model at every step could gain here: the ceiling."""
     ours = Ensemble(members, max_anchors=anchors, min_anchors=min(1000, anchors), progress=False)
     shared = {"anchors": ours.method.anchors, "spaces": ours.method.spaces}
     release = Ensemble(members, mode="paper", sync="reprefill", progress=False, **shared)

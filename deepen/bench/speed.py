@@ -106,8 +106,12 @@ def floor(res: dict) -> dict:
         for name, per_row in res["rates"]["row_ms"].items():
             rows_ms = sum(r * ms for r, ms in zip(res["rows_per_step"][key], per_row))
             out[key][name] = res[key]["ratio"]["deepen"] * (step - parts["fuse"] + rows_ms) / step
-    cheapest = min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
-    return out | {"deepen_vs_cheapest_every_step_peer": out["batch_n"]["float32"] / cheapest}
+    return out | {"deepen_vs_cheapest_every_step_peer": out["batch_n"]["float32"] / cheapest_every_step_peer(res)}
+
+
+def cheapest_every_step_peer(res: dict) -> float:
+    """The lowest batch-n ratio among the peers that ensemble every step (a speed section's figures)."""
+    return min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
 
 
 def safe_share(ens: Ensemble, per_task: int) -> dict:
@@ -132,8 +136,7 @@ def run(members, alone_members, *, batch: int, tokens: int, repeats: int, min_an
     res["batch_gain"] = {n: one[n] / many[n] for n in one}
     (ms_1, rows_1), (ms_n, rows_n) = breakdown(deepen, 1, tokens), breakdown(deepen, batch, tokens)
     res["breakdown_ms_per_step"] = {"batch_1": ms_1, "batch_n": ms_n}
-    cheapest = min(res["batch_n"]["ratio"][p] for p in EVERY_STEP)
-    res["deepen_vs_cheapest_every_step_peer"] = res["batch_n"]["ratio"]["deepen"] / cheapest
+    res["deepen_vs_cheapest_every_step_peer"] = res["batch_n"]["ratio"]["deepen"] / cheapest_every_step_peer(res)
     res["rows_per_step"] = {"batch_1": rows_1, "batch_n": rows_n}
     log("speed: relative rows at the best per-row rate, fp32 and bf16 (the floor)")
     res["rates"] = row_rates(deepen.method.spaces)

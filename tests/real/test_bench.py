@@ -22,7 +22,7 @@ def test_bench_smoke(pair_dirs, tmp_path):
     speed = sections["speed"]
     assert set(speed["batch_n"]["ratio"]) == {"deepen", "gac", "unite", "safe+deepen"}
     assert speed["P1"] > 0 and speed["P3"] > 0 and 0 <= speed["safe_share"]["share"] <= 1
-    floor = speed["floor"]  # the fusion replaced by its rows at their best rate: positive, and no dearer
+    floor = speed["floor"]  # DeePEn's ratio with its fusion replaced by its rows at their best rate
     assert all(0 < floor[k]["float32"] and 0 < floor[k]["bfloat16"] for k in ("batch_1", "batch_n"))
     assert 0 < speed["rates"]["bf16_rows_max_relative_deviation"] < 0.5
     assert sections["release"]["ceiling"] > 0
