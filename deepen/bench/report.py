@@ -86,6 +86,10 @@ def build_rows(b: dict) -> list[str]:
     if "warm_snakemake_s" in b:
         rows.append(f"| P5 warm snakemake, nothing to do ({b['warm_nothing_to_do']}) | **{b['warm_snakemake_s']:.1f} s** "
                     f"| {verdict('P5_warm', b['warm_snakemake_s'])} |")
+    if "slurm_probe_s" in b:
+        rows.append(f"| P5 warm less the SLURM plugin's start-up probe (`scontrol show config`, timed alone: "
+                    f"{b['slurm_probe_s']:.1f} s) | {b['warm_without_probe_s']:.1f} s | what the re-run costs where "
+                    f"the probe answers at once (no SLURM client, or its controller up) | |")
     return rows
 
 

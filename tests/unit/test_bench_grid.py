@@ -1,10 +1,14 @@
 """The benchmark's bookkeeping (its figures are measured by tests/real/test_bench.py and the bench itself)."""
 
+import shutil
+
 import pytest
 
+from deepen.bench import build
 from deepen.bench.agreement import merged
 from deepen.bench.speed import floor
 
+SLEEP = shutil.which("sleep")  # found before a test narrows PATH
 SETTINGS = {"anchors": 2048, "prompts": 12, "tokens": 16}
 
 
@@ -43,3 +47,23 @@ def test_the_floor_replaces_the_fusion_by_its_rows_at_the_best_rate():
     assert f["batch_1"]["float32"] == pytest.approx(2.0 * 85 / 100)
     assert f["batch_n"]["bfloat16"] == pytest.approx(2.0 * 72.5 / 100)
     assert f["deepen_vs_cheapest_every_step_peer"] == pytest.approx(2.0 * 0.85 / 1.25)
+
+
+def fake_scontrol(directory, seconds):
+    exe = directory / "scontrol"
+    exe.write_text(f"#!/bin/sh\nexec {SLEEP} {seconds}\n")  # PATH holds only this directory
+    exe.chmod(0o755)
+
+
+def test_the_slurm_probe_is_timed_where_scontrol_is_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert build.slurm_probe_s() is None  # no SLURM client: the plugin's probe fails at once
+    fake_scontrol(tmp_path, 0.3)
+    assert build.slurm_probe_s() >= 0.3
+
+
+def test_a_probe_that_hangs_is_cut_at_the_plugins_timeout(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(build, "SLURM_PROBE_TIMEOUT_S", 0.2)
+    fake_scontrol(tmp_path, 30)
+    assert 0.2 <= build.slurm_probe_s() < 10
