@@ -1,6 +1,7 @@
 """Smoke run of the benchmark: it runs end to end and writes its files (timings are not checked here)."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -21,9 +22,11 @@ def test_bench_smoke(pair_dirs, tmp_path):
     assert set(sections) == {"speed", "resync", "release", "memory", "build", "agreement"}
     speed = sections["speed"]
     assert set(speed["batch_n"]["ratio"]) == {"deepen", "gac", "unite", "safe+deepen"}
-    assert speed["P1"] > 0 and speed["P3"] > 0 and 0 <= speed["safe_share"]["share"] <= 1
+    # per-token figures are differences of two timings (48 tokens less 1 in a real run, 6 less 1 here): on a loaded
+    # machine a smoke run's can come out negative, so only their presence is checked
+    assert math.isfinite(speed["P1"]) and math.isfinite(speed["P3"]) and 0 <= speed["safe_share"]["share"] <= 1
     floor = speed["floor"]  # DeePEn's ratio with its fusion replaced by its rows at their best rate
-    assert all(0 < floor[k]["float32"] and 0 < floor[k]["bfloat16"] for k in ("batch_1", "batch_n"))
+    assert all(math.isfinite(floor[k][dtype]) for k in ("batch_1", "batch_n") for dtype in ("float32", "bfloat16"))
     assert 0 < speed["rates"]["bf16_rows_max_relative_deviation"] < 0.5
     assert sections["release"]["ceiling"] > 0
     assert all(all(x["same_tokens"].values()) for x in sections["resync"]["lengths"])
