@@ -89,7 +89,7 @@ def build_rows(b: dict) -> list[str]:
     if "slurm_probe_s" in b:
         rows.append(f"| P5 warm less the SLURM plugin's start-up probe (`scontrol show config`, timed alone: "
                     f"{b['slurm_probe_s']:.1f} s) | {b['warm_without_probe_s']:.1f} s | what the re-run costs where "
-                    f"the probe answers at once (no SLURM client, or its controller up) | |")
+                    f"the probe returns at once (e.g. no SLURM client) | |")
     return rows
 
 
